@@ -1,0 +1,357 @@
+/*
+ * eg_gateway.c — the daemon's threads and their lifecycle.
+ *
+ *   Paho threads   -> on_message copies into the bounded intake queue
+ *   pipeline thread -> takes up to batch_max messages, one SQLite
+ *                      transaction: entries, dedup rows, quarantine rows,
+ *                      receipts and status into the outbox; COMMIT; wakes
+ *                      the publisher. Also deletes acknowledged outbox rows,
+ *                      replays quarantined messages and expires old ones.
+ *   publisher thread -> outbox -> broker (eg_publisher.c)
+ *   main thread     -> reconnects with backoff, waits for the stop signal.
+ * See docs/architecture.md.
+ */
+#include "eg_gateway.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "eg_codec.h"
+#include "eg_ingest.h"
+#include "eg_json.h"
+#include "eg_log.h"
+#include "eg_mqtt.h"
+#include "eg_outbox.h"
+#include "eg_publisher.h"
+#include "eg_quarantine.h"
+#include "eg_store.h"
+#include "eg_time.h"
+#include "eg_topics.h"
+#include "eg_vault.h"
+
+#define ACK_BATCH 8192
+#define REPLAY_BATCH 64
+
+struct gw {
+    const struct eg_config *cfg;
+    struct eg_store *st;
+    struct eg_rng *rng;
+    struct eg_vault *vault;
+    struct eg_queue *q;
+    struct eg_mqtt *mqtt;
+    struct eg_publisher *pub;
+    struct eg_ingest *ig;
+    char gateway_id[65];
+    char status_topic[256];
+    atomic_int want_online;  /* set by on_ready: queue the online status */
+    atomic_int stop_pipeline;
+    atomic_int pipeline_done;
+    atomic_int degraded;     /* the last transaction failed */
+    int64_t *acked;
+};
+
+static char *status_json(struct gw *g, const char *status, size_t *len)
+{
+    char at[EG_TIME_STRLEN];
+    cJSON *o = cJSON_CreateObject();
+    char *s = NULL;
+    eg_time_format(eg_now_ms(), at);
+    if (o && cJSON_AddStringToObject(o, "status", status) &&
+        cJSON_AddStringToObject(o, "name", g->cfg->name) &&
+        cJSON_AddStringToObject(o, "gateway_id", g->gateway_id) &&
+        cJSON_AddStringToObject(o, "at", at))
+        s = egjson_print(o, len);
+    cJSON_Delete(o);
+    return s;
+}
+
+static eg_err put_status(struct gw *g, const char *status)
+{
+    size_t len;
+    char *s = status_json(g, status, &len);
+    eg_err rc;
+    if (!s)
+        return EG_E_NOMEM;
+    rc = eg_outbox_put(g->st, g->status_topic, s, len, 1, 1, NULL);
+    free(s);
+    return rc;
+}
+
+static eg_err put_stats(struct gw *g)
+{
+    struct eg_ingest_stats s;
+    size_t qm, qb, qp, len;
+    char topic[256], *text;
+    cJSON *o = cJSON_CreateObject();
+    eg_err rc = EG_E_NOMEM;
+
+    eg_ingest_get_stats(g->ig, &s);
+    eg_queue_stats(g->q, &qm, &qb, &qp);
+    eg_topic_stats(topic, sizeof topic, g->cfg->topic_prefix, g->cfg->name);
+    if (o && cJSON_AddNumberToObject(o, "messages", (double)s.msgs) &&
+        cJSON_AddNumberToObject(o, "accepted", (double)s.accepted) &&
+        cJSON_AddNumberToObject(o, "rejected", (double)s.rejected) &&
+        cJSON_AddNumberToObject(o, "duplicates", (double)s.duplicates) &&
+        cJSON_AddNumberToObject(o, "entries", (double)s.entries) &&
+        cJSON_AddNumberToObject(o, "next_seq", (double)eg_ingest_next_seq(g->ig)) &&
+        cJSON_AddNumberToObject(o, "queue", (double)qm) &&
+        cJSON_AddNumberToObject(o, "queue_peak", (double)qp) &&
+        cJSON_AddNumberToObject(o, "published", (double)eg_publisher_sent(g->pub)) &&
+        cJSON_AddNumberToObject(o, "dropped_at_shutdown", (double)eg_mqtt_dropped(g->mqtt)) &&
+        cJSON_AddBoolToObject(o, "degraded", atomic_load(&g->degraded)) &&
+        (text = egjson_print(o, &len))) {
+        rc = eg_outbox_put(g->st, topic, text, len, 0, 0, NULL);
+        free(text);
+    }
+    cJSON_Delete(o);
+    return rc;
+}
+
+/* One transaction: the batch, acknowledged deletions, status and stats.
+ * Returns EG_OK after COMMIT, or the error after ROLLBACK. */
+static eg_err commit_batch(struct gw *g, struct eg_msg *batch, const int64_t *acked, size_t nacked,
+                           int online, int stats, int offline)
+{
+    eg_err rc = eg_store_begin(g->st);
+    if (rc != EG_OK)
+        goto fail;
+    for (struct eg_msg *m = batch; m; m = m->next)
+        if ((rc = eg_ingest_process(g->ig, m)) != EG_OK)
+            goto fail;
+    if ((rc = eg_ingest_flush(g->ig)) != EG_OK)
+        goto fail;
+    if (nacked && (rc = eg_outbox_delete(g->st, acked, nacked)) != EG_OK)
+        goto fail;
+    if (online && (rc = put_status(g, "online")) != EG_OK)
+        goto fail;
+    if (stats && (rc = put_stats(g)) != EG_OK)
+        goto fail;
+    if (offline && (rc = put_status(g, "offline")) != EG_OK)
+        goto fail;
+    if ((rc = eg_store_commit(g->st)) != EG_OK)
+        goto fail;
+    eg_ingest_committed(g->ig);
+    return EG_OK;
+fail:
+    eg_store_rollback(g->st);
+    eg_ingest_abort(g->ig);
+    return rc;
+}
+
+static void *pipeline(void *arg)
+{
+    struct gw *g = arg;
+    struct eg_msg *pending = NULL; /* taken but not yet committed */
+    size_t npending = 0;
+    int64_t pending_acked_n = 0;
+    int64_t next_replay = 0, next_expire = 0, next_stats = 0;
+    int backoff = 0;
+
+    for (;;) {
+        int stopping = atomic_load(&g->stop_pipeline);
+        int online = 0, stats = 0, work;
+        size_t n = 0;
+        int64_t now = eg_mono_ms();
+
+        if (!pending) {
+            pending = eg_queue_pop_many(g->q, (size_t)g->cfg->batch_max, stopping ? 0 : 20, &n);
+            npending = n;
+        }
+        if (!pending && !stopping && now >= next_replay) {
+            pending = eg_quarantine_due(g->st, g->vault, REPLAY_BATCH);
+            for (struct eg_msg *m = pending; m; m = m->next)
+                npending++;
+            if (pending)
+                log_msg(EG_LOG_INFO, "replaying %zu quarantined message(s)", npending);
+            next_replay = now + 1000;
+        }
+        if (now >= next_expire) {
+            int expired = 0;
+            int64_t cutoff = eg_now_ms() - g->cfg->quarantine_retention_days * 86400000LL;
+            if (eg_store_begin(g->st) == EG_OK &&
+                eg_quarantine_expire(g->st, cutoff, &expired) == EG_OK &&
+                eg_store_commit(g->st) == EG_OK) {
+                if (expired)
+                    log_msg(EG_LOG_INFO, "quarantine: %d row(s) past retention deleted", expired);
+            } else {
+                eg_store_rollback(g->st);
+            }
+            next_expire = now + 3600 * 1000;
+        }
+        if (pending_acked_n == 0)
+            pending_acked_n = (int64_t)eg_publisher_take_acked(g->pub, g->acked, ACK_BATCH);
+        if (atomic_exchange(&g->want_online, 0))
+            online = 1;
+        if (g->cfg->stats_interval_s > 0 && now >= next_stats) {
+            stats = next_stats != 0;
+            next_stats = now + g->cfg->stats_interval_s * 1000;
+        }
+        work = pending || pending_acked_n || online || stats;
+        if (!work) {
+            if (stopping)
+                break;
+            continue;
+        }
+        if (commit_batch(g, pending, g->acked, (size_t)pending_acked_n, online, stats, 0) !=
+            EG_OK) {
+            /* nothing was receipted; keep the batch and try again */
+            if (online)
+                atomic_store(&g->want_online, 1);
+            atomic_store(&g->degraded, 1);
+            backoff = backoff ? (backoff * 2 > 5000 ? 5000 : backoff * 2) : 50;
+            log_msg(EG_LOG_ERROR, "transaction of %zu message(s) failed; retrying in %d ms",
+                    npending, backoff);
+            usleep((useconds_t)backoff * 1000);
+            continue;
+        }
+        if (atomic_exchange(&g->degraded, 0))
+            log_msg(EG_LOG_INFO, "transactions succeed again");
+        backoff = 0;
+        eg_msg_free_list(pending);
+        pending = NULL;
+        npending = 0;
+        pending_acked_n = 0;
+        eg_publisher_notify(g->pub);
+    }
+    eg_msg_free_list(pending);
+    atomic_store(&g->pipeline_done, 1);
+    return NULL;
+}
+
+static void on_ready(void *ctx)
+{
+    struct gw *g = ctx;
+    atomic_store(&g->want_online, 1);
+}
+
+static int fatal_code(eg_err rc) { return rc == EG_E_KEY || rc == EG_E_USAGE ? 2 : 1; }
+
+int eg_gateway_run(const struct eg_config *cfg, volatile sig_atomic_t *stop)
+{
+    struct gw g;
+    struct eg_error e = {0};
+    struct eg_mqtt_opts mo;
+    pthread_t thread;
+    int started = 0, exit_code = 0;
+    char client_id[128], will[512];
+    eg_err rc;
+
+    memset(&g, 0, sizeof g);
+    memset(&mo, 0, sizeof mo);
+    g.cfg = cfg;
+    if ((rc = eg_rng_new(&g.rng)) != EG_OK) {
+        fprintf(stderr, "ehrgate: cannot seed the random generator\n");
+        return 1;
+    }
+    if ((rc = eg_store_open(cfg->db, EG_STORE_CREATE, &g.st, &e)) != EG_OK)
+        goto fail;
+    if ((rc = eg_vault_open_gateway(g.st, cfg->key, cfg->master_key, g.rng, &g.vault, &e)) !=
+        EG_OK)
+        goto fail;
+    {
+        uint8_t id[32];
+        if ((rc = eg_key_fingerprint(eg_vault_signing_key(g.vault), id)) != EG_OK)
+            goto fail;
+        eg_hex_encode(id, 32, g.gateway_id);
+    }
+    if ((rc = eg_ingest_new(g.st, g.vault, cfg, &g.ig, &e)) != EG_OK)
+        goto fail;
+    if (!(g.q = eg_queue_new((size_t)cfg->queue_max_msgs, (size_t)cfg->queue_max_bytes)) ||
+        !(g.acked = calloc(ACK_BATCH, sizeof *g.acked))) {
+        rc = eg_fail(&e, EG_E_NOMEM, "out of memory");
+        goto fail;
+    }
+    eg_topic_status(g.status_topic, sizeof g.status_topic, cfg->topic_prefix, cfg->name);
+    {
+        size_t len;
+        char *s = status_json(&g, "offline", &len);
+        snprintf(will, sizeof will, "%s", s ? s : "{\"status\":\"offline\"}");
+        free(s);
+    }
+    snprintf(client_id, sizeof client_id, "%s",
+             cfg->client_id ? cfg->client_id : "");
+    if (!cfg->client_id)
+        snprintf(client_id, sizeof client_id, "ehrgate-%s", cfg->name);
+    mo.uri = cfg->broker;
+    mo.client_id = client_id;
+    mo.cafile = cfg->cafile;
+    mo.cert = cfg->cert;
+    mo.keyfile = cfg->keyfile;
+    mo.session_expiry_s = cfg->session_expiry_s;
+    mo.will_topic = g.status_topic;
+    mo.will_payload = will;
+    mo.nfilters = eg_topic_filters(cfg->topic_prefix, mo.filters, EG_MQTT_MAX_FILTERS);
+    mo.ctx = &g;
+    mo.on_ready = on_ready;
+    if ((rc = eg_mqtt_new(&mo, g.q, &g.mqtt, &e)) != EG_OK)
+        goto fail;
+    if ((rc = eg_publisher_start(cfg->db, g.mqtt, (int)cfg->outbox_inflight, &g.pub, &e)) !=
+        EG_OK)
+        goto fail;
+    if (pthread_create(&thread, NULL, pipeline, &g) != 0) {
+        rc = eg_fail(&e, EG_E_INTERNAL, "cannot start the pipeline thread");
+        goto fail;
+    }
+    started = 1;
+    log_msg(EG_LOG_INFO, "ehrgate %s: gateway %s (id %.16s...), database %s, next seq %llu",
+            "started", cfg->name, g.gateway_id, cfg->db,
+            (unsigned long long)eg_ingest_next_seq(g.ig));
+
+    while (!*stop) {
+        eg_mqtt_tick(g.mqtt);
+        usleep(100000);
+    }
+
+    /* clean shutdown (SPEC §12) */
+    log_msg(EG_LOG_INFO, "shutting down: no new messages; committing what was taken");
+    eg_mqtt_close_intake(g.mqtt);
+    eg_queue_close(g.q);
+    atomic_store(&g.stop_pipeline, 1);
+    pthread_join(thread, NULL);
+    started = 0;
+    {
+        /* the offline status, then drain the outbox while still connected */
+        int64_t acked_n = 0;
+        if (commit_batch(&g, NULL, NULL, 0, 0, 0, 1) != EG_OK)
+            log_msg(EG_LOG_ERROR, "could not queue the offline status");
+        eg_publisher_notify(g.pub);
+        if (eg_mqtt_ready(g.mqtt) && eg_publisher_drain(g.pub, 10000) != 0)
+            log_msg(EG_LOG_WARN, "outbox not fully drained; the rest is sent after restart");
+        acked_n = (int64_t)eg_publisher_take_acked(g.pub, g.acked, ACK_BATCH);
+        if (acked_n && commit_batch(&g, NULL, g.acked, (size_t)acked_n, 0, 0, 0) != EG_OK)
+            log_msg(EG_LOG_WARN, "could not delete acknowledged outbox rows (resent later)");
+    }
+    eg_publisher_stop(g.pub);
+    g.pub = NULL;
+    eg_mqtt_disconnect(g.mqtt, 2000);
+    if (eg_mqtt_dropped(g.mqtt))
+        log_msg(EG_LOG_INFO, "%llu message(s) arrived during shutdown were not taken; their "
+                             "publishers resend them",
+                (unsigned long long)eg_mqtt_dropped(g.mqtt));
+    log_msg(EG_LOG_INFO, "stopped cleanly");
+    exit_code = 0;
+    goto out;
+
+fail:
+    fprintf(stderr, "ehrgate: %s\n", e.detail[0] ? e.detail : eg_strerror(rc));
+    exit_code = fatal_code(rc);
+out:
+    if (started) {
+        atomic_store(&g.stop_pipeline, 1);
+        eg_queue_close(g.q);
+        pthread_join(thread, NULL);
+    }
+    eg_publisher_stop(g.pub);
+    eg_mqtt_free(g.mqtt);
+    eg_ingest_free(g.ig);
+    eg_queue_free(g.q);
+    eg_vault_free(g.vault);
+    eg_store_close(g.st);
+    eg_rng_free(g.rng);
+    free(g.acked);
+    return exit_code;
+}

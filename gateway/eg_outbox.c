@@ -1,0 +1,107 @@
+/*
+ * eg_outbox.c — outbox table access (see eg_outbox.h).
+ */
+#include "eg_outbox.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "eg_time.h"
+
+eg_err eg_outbox_put(struct eg_store *st, const char *topic, const void *payload, size_t len,
+                     int qos, int retain, const char *props)
+{
+    sqlite3_stmt *s = eg_store_stmt(st, "INSERT INTO outbox(topic, payload, qos, retain, props,"
+                                        " created_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
+    int rc;
+    if (!s)
+        return EG_E_DB;
+    sqlite3_bind_text(s, 1, topic, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 2, len ? payload : "", (int)len, SQLITE_STATIC);
+    sqlite3_bind_int(s, 3, qos);
+    sqlite3_bind_int(s, 4, retain);
+    if (props)
+        sqlite3_bind_text(s, 5, props, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 6, eg_now_ms());
+    rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? EG_OK : eg_store_err(rc);
+}
+
+static char *col_dup(sqlite3_stmt *s, int col)
+{
+    const unsigned char *t = sqlite3_column_text(s, col);
+    return t ? strdup((const char *)t) : NULL;
+}
+
+int eg_outbox_fetch(struct eg_store *st, int64_t after_id, int max, struct eg_outbox_row *rows)
+{
+    sqlite3_stmt *s = eg_store_stmt(st, "SELECT id, topic, payload, qos, retain, props"
+                                        " FROM outbox WHERE id > ?1 ORDER BY id LIMIT ?2");
+    int n = 0, rc;
+    if (!s)
+        return -1;
+    sqlite3_bind_int64(s, 1, after_id);
+    sqlite3_bind_int(s, 2, max);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        struct eg_outbox_row *r = &rows[n];
+        int len = sqlite3_column_bytes(s, 2);
+        const void *p = sqlite3_column_blob(s, 2);
+        memset(r, 0, sizeof *r);
+        r->id = sqlite3_column_int64(s, 0);
+        r->topic = col_dup(s, 1);
+        r->payload = malloc((size_t)len + 1);
+        r->qos = sqlite3_column_int(s, 3);
+        r->retain = sqlite3_column_int(s, 4);
+        r->props = col_dup(s, 5);
+        if (!r->topic || !r->payload) {
+            eg_outbox_row_clear(r);
+            break;
+        }
+        if (len)
+            memcpy(r->payload, p, (size_t)len);
+        r->payload[len] = 0;
+        r->len = (size_t)len;
+        n++;
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE && n == 0)
+        return -1;
+    return n;
+}
+
+void eg_outbox_row_clear(struct eg_outbox_row *row)
+{
+    free(row->topic);
+    free(row->payload);
+    free(row->props);
+    memset(row, 0, sizeof *row);
+}
+
+eg_err eg_outbox_delete(struct eg_store *st, const int64_t *ids, size_t n)
+{
+    sqlite3_stmt *s = eg_store_stmt(st, "DELETE FROM outbox WHERE id = ?1");
+    if (!s)
+        return EG_E_DB;
+    for (size_t i = 0; i < n; i++) {
+        int rc;
+        sqlite3_bind_int64(s, 1, ids[i]);
+        rc = sqlite3_step(s);
+        sqlite3_reset(s);
+        if (rc != SQLITE_DONE)
+            return eg_store_err(rc);
+    }
+    return EG_OK;
+}
+
+int64_t eg_outbox_pending(struct eg_store *st)
+{
+    sqlite3_stmt *s = eg_store_stmt(st, "SELECT count(*) FROM outbox");
+    int64_t n = -1;
+    if (!s)
+        return -1;
+    if (sqlite3_step(s) == SQLITE_ROW)
+        n = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return n;
+}

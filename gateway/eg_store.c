@@ -1,0 +1,297 @@
+/*
+ * eg_store.c — SQLite connection, schema migrations, statement cache and
+ * transactions (STYLE §6: WAL, statements prepared once, schema version
+ * table, every return code checked, group commit by the caller).
+ */
+#include "eg_store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "eg_log.h"
+
+#define STMT_CACHE_MAX 128
+
+struct stmt_slot {
+    const char *sql;
+    sqlite3_stmt *stmt;
+};
+
+struct eg_store {
+    sqlite3 *db;
+    int in_tx;
+    int nstmt;
+    struct stmt_slot stmts[STMT_CACHE_MAX];
+};
+
+/*
+ * Schema, version 1. Entries keep only what queries need in the clear
+ * (seq, patient id, kind, category, times, leaf hash); the entry bytes are
+ * AES-256-GCM ciphertext. See docs/architecture.md.
+ */
+static const char *const migrations[] = {
+    /* 0 -> 1 */
+    "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE patients(patient_id TEXT PRIMARY KEY, pubkey TEXT, last_nonce INTEGER,"
+    "  created_at INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE patient_keys(patient_id TEXT PRIMARY KEY, wrapped BLOB,"
+    "  created_at INTEGER NOT NULL, erased_at INTEGER) WITHOUT ROWID;"
+    "CREATE TABLE identifiers(hospital_id TEXT NOT NULL, value TEXT NOT NULL,"
+    "  patient_id TEXT NOT NULL REFERENCES patients(patient_id),"
+    "  PRIMARY KEY(hospital_id, value)) WITHOUT ROWID;"
+    "CREATE TABLE hospitals(hospital_id TEXT PRIMARY KEY, pubkey TEXT,"
+    "  utc_offset_min INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE devices(device_id TEXT PRIMARY KEY, type TEXT NOT NULL, pubkey TEXT,"
+    "  active INTEGER NOT NULL DEFAULT 1, created_at INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE bindings(device_id TEXT NOT NULL REFERENCES devices(device_id),"
+    "  from_ms INTEGER NOT NULL, patient_id TEXT NOT NULL REFERENCES patients(patient_id),"
+    "  PRIMARY KEY(device_id, from_ms)) WITHOUT ROWID;"
+    "CREATE TABLE entries(seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, patient TEXT NOT NULL,"
+    "  category TEXT NOT NULL, source_type TEXT NOT NULL, source_id TEXT NOT NULL,"
+    "  msg_id TEXT, received_at INTEGER NOT NULL, effective_at INTEGER,"
+    "  leaf_hash BLOB NOT NULL, ct BLOB NOT NULL, block INTEGER);"
+    "CREATE INDEX entries_patient ON entries(patient, seq);"
+    "CREATE INDEX entries_leaf ON entries(leaf_hash);"
+    "CREATE TABLE msgs(source_type TEXT NOT NULL, source_id TEXT NOT NULL, msg_id TEXT NOT NULL,"
+    "  payload_sha256 BLOB NOT NULL, first_seq INTEGER NOT NULL, count INTEGER NOT NULL,"
+    "  received_at INTEGER NOT NULL,"
+    "  PRIMARY KEY(source_type, source_id, msg_id)) WITHOUT ROWID;"
+    "CREATE TABLE quarantine(id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL,"
+    "  source TEXT NOT NULL, received_at INTEGER NOT NULL, code TEXT NOT NULL,"
+    "  detail TEXT NOT NULL, size INTEGER NOT NULL, sig TEXT, ct BLOB NOT NULL,"
+    "  replay INTEGER NOT NULL DEFAULT 0, replayed_at INTEGER);"
+    "CREATE INDEX quarantine_source ON quarantine(source, id);"
+    "CREATE INDEX quarantine_replay ON quarantine(replay) WHERE replay = 1;"
+    "CREATE TABLE outbox(id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL,"
+    "  payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL,"
+    "  props TEXT, created_at INTEGER NOT NULL);"
+    "CREATE TABLE blocks(height INTEGER PRIMARY KEY, first_seq INTEGER NOT NULL,"
+    "  count INTEGER NOT NULL, merkle_root BLOB NOT NULL, prev_hash BLOB NOT NULL,"
+    "  sealed_at INTEGER NOT NULL, hash BLOB NOT NULL, sig TEXT NOT NULL);",
+};
+#define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
+
+eg_err eg_store_err(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_OK:
+    case SQLITE_DONE:
+    case SQLITE_ROW:
+        return EG_OK;
+    case SQLITE_FULL:
+        return EG_E_DB_FULL;
+    case SQLITE_NOMEM:
+        return EG_E_NOMEM;
+    default:
+        return EG_E_DB;
+    }
+}
+
+eg_err eg_store_fail(struct eg_store *st, struct eg_error *e, int rc, const char *what)
+{
+    return eg_fail(e, eg_store_err(rc), "%s: %s", what, st ? sqlite3_errmsg(st->db) : "");
+}
+
+sqlite3 *eg_store_db(struct eg_store *st) { return st->db; }
+
+sqlite3_stmt *eg_store_stmt(struct eg_store *st, const char *sql)
+{
+    int rc;
+    for (int i = 0; i < st->nstmt; i++) {
+        if (st->stmts[i].sql == sql) {
+            sqlite3_reset(st->stmts[i].stmt);
+            sqlite3_clear_bindings(st->stmts[i].stmt);
+            return st->stmts[i].stmt;
+        }
+    }
+    if (st->nstmt >= STMT_CACHE_MAX) {
+        log_msg(EG_LOG_ERROR, "statement cache full");
+        return NULL;
+    }
+    rc = sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st->stmts[st->nstmt].stmt,
+                            NULL);
+    if (rc != SQLITE_OK) {
+        log_msg(EG_LOG_ERROR, "prepare failed: %s", sqlite3_errmsg(st->db));
+        return NULL;
+    }
+    st->stmts[st->nstmt].sql = sql;
+    return st->stmts[st->nstmt++].stmt;
+}
+
+eg_err eg_store_exec(struct eg_store *st, const char *sql, struct eg_error *e)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(st->db, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK) {
+        eg_err err = eg_fail(e, eg_store_err(rc), "sqlite: %s", msg ? msg : sqlite3_errstr(rc));
+        sqlite3_free(msg);
+        return err;
+    }
+    return EG_OK;
+}
+
+static eg_err tx_exec(struct eg_store *st, const char *sql)
+{
+    int rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        log_msg(EG_LOG_ERROR, "%s failed: %s", sql, sqlite3_errmsg(st->db));
+        return eg_store_err(rc);
+    }
+    return EG_OK;
+}
+
+eg_err eg_store_begin(struct eg_store *st)
+{
+    eg_err rc = tx_exec(st, "BEGIN IMMEDIATE");
+    if (rc == EG_OK)
+        st->in_tx = 1;
+    return rc;
+}
+
+eg_err eg_store_commit(struct eg_store *st)
+{
+    eg_err rc = tx_exec(st, "COMMIT");
+    if (rc == EG_OK)
+        st->in_tx = 0;
+    return rc;
+}
+
+void eg_store_rollback(struct eg_store *st)
+{
+    if (sqlite3_get_autocommit(st->db) == 0)
+        (void)tx_exec(st, "ROLLBACK");
+    st->in_tx = 0;
+}
+
+int eg_store_in_tx(struct eg_store *st) { return st->in_tx; }
+
+int eg_store_meta_get(struct eg_store *st, const char *key, char *buf, size_t size)
+{
+    sqlite3_stmt *s = eg_store_stmt(st, "SELECT value FROM meta WHERE key = ?1");
+    int rc;
+    if (!s)
+        return -1;
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        snprintf(buf, size, "%s", (const char *)sqlite3_column_text(s, 0));
+        sqlite3_reset(s);
+        return 0;
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 1 : -1;
+}
+
+eg_err eg_store_meta_set(struct eg_store *st, const char *key, const char *value)
+{
+    sqlite3_stmt *s = eg_store_stmt(st, "INSERT INTO meta(key, value) VALUES(?1, ?2)"
+                                        " ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+    int rc;
+    if (!s)
+        return EG_E_DB;
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, value, -1, SQLITE_STATIC);
+    rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? EG_OK : eg_store_err(rc);
+}
+
+static int user_version(sqlite3 *db)
+{
+    sqlite3_stmt *s;
+    int v = -1;
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL) != SQLITE_OK)
+        return -1;
+    if (sqlite3_step(s) == SQLITE_ROW)
+        v = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    return v;
+}
+
+static eg_err migrate(struct eg_store *st, const char *path, struct eg_error *e)
+{
+    int v = user_version(st->db);
+    eg_err rc = EG_OK;
+    if (v < 0)
+        return eg_fail(e, EG_E_DB, "%s: cannot read schema version: %s", path,
+                       sqlite3_errmsg(st->db));
+    if (v > NMIGRATIONS)
+        return eg_fail(e, EG_E_DB, "%s: schema version %d is newer than this program (%d)", path,
+                       v, NMIGRATIONS);
+    for (; v < NMIGRATIONS; v++) {
+        char pragma[64];
+        if ((rc = eg_store_begin(st)) != EG_OK)
+            return eg_fail(e, rc, "%s: cannot begin migration: %s", path, sqlite3_errmsg(st->db));
+        rc = eg_store_exec(st, migrations[v], e);
+        if (rc == EG_OK) {
+            snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", v + 1);
+            rc = eg_store_exec(st, pragma, e);
+        }
+        if (rc == EG_OK)
+            rc = eg_store_commit(st);
+        if (rc != EG_OK) {
+            eg_store_rollback(st);
+            return eg_fail(e, rc, "%s: migration to schema %d failed", path, v + 1);
+        }
+        log_msg(EG_LOG_INFO, "database %s at schema version %d", path, v + 1);
+    }
+    return EG_OK;
+}
+
+eg_err eg_store_open(const char *path, int flags, struct eg_store **out, struct eg_error *e)
+{
+    struct eg_store *st = calloc(1, sizeof *st);
+    int oflags = (flags & EG_STORE_READONLY)
+                     ? SQLITE_OPEN_READONLY
+                     : SQLITE_OPEN_READWRITE | ((flags & EG_STORE_CREATE) ? SQLITE_OPEN_CREATE : 0);
+    eg_err rc = EG_OK;
+    int src;
+
+    *out = NULL;
+    if (!st)
+        return eg_fail(e, EG_E_NOMEM, "out of memory");
+    src = sqlite3_open_v2(path, &st->db, oflags | SQLITE_OPEN_NOMUTEX, NULL);
+    if (src != SQLITE_OK) {
+        rc = eg_fail(e, EG_E_DB, "%s: cannot open database: %s", path,
+                     st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(src));
+        goto out;
+    }
+    sqlite3_busy_timeout(st->db, 5000);
+    sqlite3_extended_result_codes(st->db, 1);
+    if (!(flags & EG_STORE_READONLY)) {
+        rc = eg_store_exec(st,
+                           "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+                           " PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;",
+                           e);
+        if (rc != EG_OK) {
+            char inner[sizeof e->detail];
+            snprintf(inner, sizeof inner, "%s", e->detail);
+            rc = eg_fail(e, rc, "%s: %s", path, inner);
+            goto out;
+        }
+        rc = migrate(st, path, e);
+        if (rc != EG_OK)
+            goto out;
+    } else if (user_version(st->db) != NMIGRATIONS) {
+        rc = eg_fail(e, EG_E_DB, "%s: not an ehrgate database of schema %d", path, NMIGRATIONS);
+        goto out;
+    }
+out:
+    if (rc != EG_OK) {
+        eg_store_close(st);
+        return rc;
+    }
+    *out = st;
+    return EG_OK;
+}
+
+void eg_store_close(struct eg_store *st)
+{
+    if (!st)
+        return;
+    for (int i = 0; i < st->nstmt; i++)
+        sqlite3_finalize(st->stmts[i].stmt);
+    sqlite3_close(st->db);
+    free(st);
+}

@@ -1,0 +1,85 @@
+/*
+ * eg_topics.c — topic parsing and building (SPEC §3).
+ */
+#include "eg_topics.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "eg_telemetry.h"
+
+enum eg_topic_kind eg_topic_parse(const char *prefix, const char *topic, char id[65])
+{
+    size_t pl = strlen(prefix);
+    const char *p, *slash;
+    size_t idlen;
+    enum eg_topic_kind kind;
+
+    id[0] = '\0';
+    if (strncmp(topic, prefix, pl) != 0 || topic[pl] != '/')
+        return EG_T_UNKNOWN;
+    p = topic + pl + 1;
+    if (strncmp(p, "device/", 7) == 0) {
+        p += 7;
+        kind = EG_T_DEVICE_TELEMETRY;
+    } else if (strncmp(p, "hospital/", 9) == 0) {
+        p += 9;
+        kind = EG_T_HOSPITAL_RECORDS;
+    } else {
+        return EG_T_UNKNOWN;
+    }
+    slash = strchr(p, '/');
+    if (!slash)
+        return EG_T_UNKNOWN;
+    idlen = (size_t)(slash - p);
+    if (idlen == 0 || idlen > 64)
+        return EG_T_UNKNOWN;
+    memcpy(id, p, idlen);
+    id[idlen] = '\0';
+    if (!eg_id_valid(id)) {
+        id[0] = '\0';
+        return EG_T_UNKNOWN;
+    }
+    if (kind == EG_T_DEVICE_TELEMETRY && strcmp(slash, "/telemetry") == 0)
+        return kind;
+    if (kind == EG_T_HOSPITAL_RECORDS && strcmp(slash, "/records") == 0)
+        return kind;
+    id[0] = '\0';
+    return EG_T_UNKNOWN;
+}
+
+static int fmt(char *buf, size_t size, const char *a, const char *b, const char *c,
+               const char *d)
+{
+    int n = snprintf(buf, size, "%s/%s/%s/%s", a, b, c, d);
+    return (n < 0 || (size_t)n >= size) ? -1 : 0;
+}
+
+int eg_topic_device_receipts(char *buf, size_t size, const char *prefix, const char *device_id)
+{
+    return fmt(buf, size, prefix, "device", device_id, "receipts");
+}
+
+int eg_topic_hospital_receipts(char *buf, size_t size, const char *prefix,
+                               const char *hospital_id)
+{
+    return fmt(buf, size, prefix, "hospital", hospital_id, "receipts");
+}
+
+int eg_topic_status(char *buf, size_t size, const char *prefix, const char *name)
+{
+    return fmt(buf, size, prefix, "gateway", name, "status");
+}
+
+int eg_topic_stats(char *buf, size_t size, const char *prefix, const char *name)
+{
+    return fmt(buf, size, prefix, "gateway", name, "stats");
+}
+
+int eg_topic_filters(const char *prefix, char filters[][96], int max)
+{
+    int n = 0;
+    if (n < max)
+        snprintf(filters[n++], 96, "%s/device/+/telemetry", prefix);
+    return n;
+}

@@ -1,0 +1,30 @@
+/*
+ * eg_topics.h — the topic tree of SPEC §3. The gateway is the only part of
+ * ehrgate that knows topics.
+ */
+#ifndef EG_TOPICS_H
+#define EG_TOPICS_H
+
+#include <stddef.h>
+
+enum eg_topic_kind {
+    EG_T_UNKNOWN = 0,
+    EG_T_DEVICE_TELEMETRY, /* {p}/device/{id}/telemetry */
+    EG_T_HOSPITAL_RECORDS, /* {p}/hospital/{id}/records */
+};
+
+/* Classifies topic under prefix; copies the {id} level into id (65 bytes)
+ * when it is a valid SPEC §2 id. EG_T_UNKNOWN otherwise. */
+enum eg_topic_kind eg_topic_parse(const char *prefix, const char *topic, char id[65]);
+
+/* snprintf-style builders; return 0, or -1 if truncated. */
+int eg_topic_device_receipts(char *buf, size_t size, const char *prefix, const char *device_id);
+int eg_topic_hospital_receipts(char *buf, size_t size, const char *prefix,
+                               const char *hospital_id);
+int eg_topic_status(char *buf, size_t size, const char *prefix, const char *name);
+int eg_topic_stats(char *buf, size_t size, const char *prefix, const char *name);
+
+/* Subscription filters for the implemented input families. */
+int eg_topic_filters(const char *prefix, char filters[][96], int max);
+
+#endif

@@ -1,0 +1,573 @@
+/*
+ * ehrctl.c — the operator's tool (SPEC §12): keys, signatures, registry,
+ * quarantine and export. Works on the gateway's database through the same
+ * store, registry and config modules; read-only commands open the database
+ * read-only, so they work while the gateway runs.
+ *
+ * Exit codes: 0 success, 1 a check failed or not found, 2 usage or bad
+ * input (with a message on stderr naming what was wrong).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "eg_codec.h"
+#include "eg_config.h"
+#include "eg_crypto.h"
+#include "eg_entries.h"
+#include "eg_json.h"
+#include "eg_key.h"
+#include "eg_log.h"
+#include "eg_quarantine.h"
+#include "eg_registry.h"
+#include "eg_store.h"
+#include "eg_time.h"
+#include "eg_vault.h"
+#include "eg_version.h"
+
+#define MAX_FILE (16 * 1024 * 1024)
+
+struct ctl {
+    struct eg_config cfg;
+    int argc;
+    char **argv;
+};
+
+static int die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int die(int code, const char *fmt, ...)
+{
+    va_list ap;
+    fputs("ehrctl: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return code;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: ehrctl [-c FILE] [--db DB] COMMAND [ARGS]\n\n"
+            "Commands:\n"
+            "  keygen PREFIX                    write PREFIX.key (P-256, mode 0600) and PREFIX.pub\n"
+            "  sign KEY --topic TOPIC [FILE]    print the `sig` user property for FILE (or stdin)\n"
+            "                                   published on TOPIC (SPEC §3)\n"
+            "  register patient ID [--pubkey PUB] [--mrn HOSPITAL:VALUE]...\n"
+            "  register device ID --patient PID --type TYPE [--pubkey PUB]\n"
+            "           TYPE: pulse_oximeter bp_monitor thermometer glucometer scale monitor\n"
+            "  register hospital ID [--pubkey PUB] [--utc-offset +HH:MM]\n"
+            "  quarantine [list]                JSON lines: id, topic, received_at, code, detail, size\n"
+            "  quarantine show ID               print the rejected payload (needs the master key)\n"
+            "  quarantine replay ID             have the running gateway process it again\n"
+            "  export [--entries]               JSON lines: gateway, blocks, entries; with\n"
+            "                                   --entries also the entry bytes (master key)\n"
+            "  config-example                   print a config file with every default\n"
+            "  --version, -h/--help\n\n"
+            "--master-key PATH defaults to the path recorded in the database.\n\n");
+    eg_config_print_help(out, EG_CFG_CTL);
+}
+
+static int read_file(const char *path, char **out, size_t *len)
+{
+    FILE *f = path ? fopen(path, "rb") : stdin;
+    size_t cap = 4096, n = 0;
+    char *buf;
+    if (!f)
+        return -1;
+    buf = malloc(cap + 1);
+    while (buf) {
+        size_t r = fread(buf + n, 1, cap - n, f);
+        n += r;
+        if (n < cap) {
+            if (ferror(f)) {
+                free(buf);
+                buf = NULL;
+            }
+            break;
+        }
+        if (cap >= MAX_FILE) {
+            free(buf);
+            buf = NULL;
+            errno = EFBIG;
+            break;
+        }
+        cap *= 2;
+        {
+            char *nb = realloc(buf, cap + 1);
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+            }
+            buf = nb;
+        }
+    }
+    if (path)
+        fclose(f);
+    if (!buf)
+        return -1;
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+/* ---- keygen, sign --------------------------------------------------------- */
+
+static int cmd_keygen(struct ctl *c)
+{
+    char kpath[4096], ppath[4096], pem[EG_PEM_PUB_MAX];
+    struct eg_rng *rng = NULL;
+    struct eg_key *k = NULL;
+    struct eg_error e = {0};
+    FILE *f;
+    int code = 0;
+
+    if (c->argc != 2)
+        return die(2, "usage: ehrctl keygen PREFIX");
+    snprintf(kpath, sizeof kpath, "%s.key", c->argv[1]);
+    snprintf(ppath, sizeof ppath, "%s.pub", c->argv[1]);
+    if (eg_rng_new(&rng) != EG_OK)
+        return die(1, "cannot seed the random generator");
+    if (eg_key_generate(rng, &k, &e) != EG_OK || eg_key_write_private(k, kpath, &e) != EG_OK) {
+        code = die(2, "%s: %s", kpath, e.detail);
+        goto out;
+    }
+    if (eg_key_public_pem(k, pem, sizeof pem) != EG_OK || !(f = fopen(ppath, "w"))) {
+        code = die(2, "%s: cannot write: %s", ppath, strerror(errno));
+        goto out;
+    }
+    fputs(pem, f);
+    if (fclose(f) != 0) {
+        code = die(2, "%s: cannot write: %s", ppath, strerror(errno));
+        goto out;
+    }
+    printf("%s\n%s\n", kpath, ppath);
+out:
+    eg_key_free(k);
+    eg_rng_free(rng);
+    return code;
+}
+
+static int cmd_sign(struct ctl *c)
+{
+    const char *key = NULL, *topic = NULL, *file = NULL;
+    struct eg_key *k = NULL;
+    struct eg_rng *rng = NULL;
+    struct eg_error e = {0};
+    char sig[EG_SIG_B64_MAX], *data = NULL;
+    uint8_t digest[32];
+    size_t len;
+    int code = 0;
+
+    for (int i = 1; i < c->argc; i++) {
+        if (strcmp(c->argv[i], "--topic") == 0 && i + 1 < c->argc)
+            topic = c->argv[++i];
+        else if (!key)
+            key = c->argv[i];
+        else if (!file)
+            file = c->argv[i];
+        else
+            return die(2, "sign: unexpected argument \"%s\"", c->argv[i]);
+    }
+    if (!key || !topic)
+        return die(2, "usage: ehrctl sign KEY --topic TOPIC [FILE]");
+    if (eg_key_load_private(key, &k, &e) != EG_OK)
+        return die(2, "%s: %s", key, e.detail);
+    if (read_file(file, &data, &len) != 0) {
+        code = die(2, "%s: cannot read: %s", file ? file : "stdin", strerror(errno));
+        goto out;
+    }
+    eg_topic_digest(topic, data, len, digest);
+    if (eg_rng_new(&rng) != EG_OK || eg_key_sign_digest(k, rng, digest, sig, sizeof sig) != EG_OK) {
+        code = die(1, "signing failed");
+        goto out;
+    }
+    printf("%s\n", sig);
+out:
+    free(data);
+    eg_key_free(k);
+    eg_rng_free(rng);
+    return code;
+}
+
+/* ---- register ---------------------------------------------------------------- */
+
+static int load_pem(const char *path, char **pem)
+{
+    size_t len;
+    if (read_file(path, pem, &len) != 0)
+        return die(2, "%s: cannot read: %s", path, strerror(errno));
+    return 0;
+}
+
+static int cmd_register(struct ctl *c)
+{
+    struct eg_store *st = NULL;
+    struct eg_error e = {0};
+    const char *what, *id, *patient = NULL, *type = NULL, *pubpath = NULL, *offset = NULL;
+    const char *mrns[64];
+    int nmrn = 0, code = 0, offset_min = 0;
+    char *pem = NULL;
+    eg_err rc;
+
+    if (c->argc < 3)
+        return die(2, "usage: ehrctl register patient|device|hospital ID [options]");
+    what = c->argv[1];
+    id = c->argv[2];
+    for (int i = 3; i < c->argc; i++) {
+        const char *a = c->argv[i];
+        if (i + 1 >= c->argc)
+            return die(2, "register: %s needs a value", a);
+        if (strcmp(a, "--pubkey") == 0)
+            pubpath = c->argv[++i];
+        else if (strcmp(a, "--patient") == 0 && strcmp(what, "device") == 0)
+            patient = c->argv[++i];
+        else if (strcmp(a, "--type") == 0 && strcmp(what, "device") == 0)
+            type = c->argv[++i];
+        else if (strcmp(a, "--mrn") == 0 && strcmp(what, "patient") == 0 && nmrn < 64)
+            mrns[nmrn++] = c->argv[++i];
+        else if (strcmp(a, "--utc-offset") == 0 && strcmp(what, "hospital") == 0)
+            offset = c->argv[++i];
+        else
+            return die(2, "register %s: unknown option \"%s\"", what, a);
+    }
+    if (strcmp(what, "device") == 0 && (!patient || !type))
+        return die(2, "usage: ehrctl register device ID --patient PID --type TYPE [--pubkey PUB]");
+    if (strcmp(what, "patient") != 0 && strcmp(what, "device") != 0 &&
+        strcmp(what, "hospital") != 0)
+        return die(2, "register: \"%s\" is not patient, device or hospital", what);
+    if (offset && eg_utc_offset_parse(offset, &offset_min) != 0)
+        return die(2, "register hospital: --utc-offset \"%s\" must be +HH:MM or -HH:MM", offset);
+    for (int i = 0; i < nmrn; i++)
+        if (!strchr(mrns[i], ':'))
+            return die(2, "register patient: --mrn \"%s\" must be HOSPITAL:VALUE", mrns[i]);
+    if (pubpath && (code = load_pem(pubpath, &pem)) != 0)
+        return code;
+    if (eg_store_open(c->cfg.db, EG_STORE_CREATE, &st, &e) != EG_OK) {
+        code = die(2, "%s", e.detail);
+        goto out;
+    }
+    if ((rc = eg_store_begin(st)) != EG_OK) {
+        code = die(1, "%s: database is busy or unwritable", c->cfg.db);
+        goto out;
+    }
+    if (strcmp(what, "patient") == 0) {
+        rc = eg_registry_add_patient(st, id, pem, &e);
+        for (int i = 0; rc == EG_OK && i < nmrn; i++) {
+            char hosp[80];
+            const char *colon = strchr(mrns[i], ':');
+            snprintf(hosp, sizeof hosp, "%.*s", (int)(colon - mrns[i]), mrns[i]);
+            rc = eg_registry_add_identifier(st, hosp, colon + 1, id, &e);
+        }
+    } else if (strcmp(what, "device") == 0) {
+        rc = eg_registry_add_device(st, id, patient, type, pem, &e);
+    } else {
+        rc = eg_registry_add_hospital(st, id, pem, offset_min, &e);
+    }
+    if (rc == EG_OK)
+        rc = eg_store_commit(st);
+    if (rc != EG_OK) {
+        eg_store_rollback(st);
+        code = die(rc == EG_E_DB || rc == EG_E_DB_FULL ? 1 : 2, "register %s %s: %s", what, id,
+                   e.detail[0] ? e.detail : eg_strerror(rc));
+        goto out;
+    }
+    printf("registered %s %s\n", what, id);
+out:
+    free(pem);
+    eg_store_close(st);
+    return code;
+}
+
+/* ---- quarantine ----------------------------------------------------------------- */
+
+static int open_ro(struct ctl *c, struct eg_store **st)
+{
+    struct eg_error e = {0};
+    if (eg_store_open(c->cfg.db, EG_STORE_READONLY, st, &e) != EG_OK)
+        return die(2, "%s", e.detail);
+    return 0;
+}
+
+static int open_vault(struct ctl *c, struct eg_store *st, struct eg_rng **rng,
+                      struct eg_vault **v)
+{
+    struct eg_error e = {0};
+    if (eg_rng_new(rng) != EG_OK)
+        return die(1, "cannot seed the random generator");
+    if (eg_vault_open_master(st, c->cfg.master_key, *rng, v, &e) != EG_OK)
+        return die(2, "%s", e.detail);
+    return 0;
+}
+
+static int parse_id(const char *s, int64_t *id)
+{
+    char *end;
+    long long v;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno || *end || v <= 0)
+        return -1;
+    *id = v;
+    return 0;
+}
+
+static int quarantine_list(struct eg_store *st)
+{
+    sqlite3_stmt *s = eg_store_stmt(st, "SELECT id, topic, received_at, code, detail, size"
+                                        " FROM quarantine ORDER BY id");
+    int rc;
+    if (!s)
+        return die(1, "cannot read the quarantine");
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        char at[EG_TIME_STRLEN], *line;
+        cJSON *o = cJSON_CreateObject();
+        eg_time_format(sqlite3_column_int64(s, 2), at);
+        cJSON_AddNumberToObject(o, "id", (double)sqlite3_column_int64(s, 0));
+        cJSON_AddStringToObject(o, "topic", (const char *)sqlite3_column_text(s, 1));
+        cJSON_AddStringToObject(o, "received_at", at);
+        cJSON_AddStringToObject(o, "code", (const char *)sqlite3_column_text(s, 3));
+        cJSON_AddStringToObject(o, "detail", (const char *)sqlite3_column_text(s, 4));
+        cJSON_AddNumberToObject(o, "size", (double)sqlite3_column_int64(s, 5));
+        line = cJSON_PrintUnformatted(o);
+        if (line)
+            puts(line);
+        free(line);
+        cJSON_Delete(o);
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : die(1, "quarantine read failed");
+}
+
+static int cmd_quarantine(struct ctl *c)
+{
+    const char *sub = c->argc > 1 ? c->argv[1] : "list";
+    struct eg_store *st = NULL;
+    struct eg_vault *v = NULL;
+    struct eg_rng *rng = NULL;
+    struct eg_error e = {0};
+    int64_t id = 0;
+    int code = 0;
+
+    if (strcmp(sub, "list") == 0) {
+        if (c->argc > 2)
+            return die(2, "usage: ehrctl quarantine list");
+        if ((code = open_ro(c, &st)) != 0)
+            return code;
+        code = quarantine_list(st);
+        eg_store_close(st);
+        return code;
+    }
+    if ((strcmp(sub, "show") != 0 && strcmp(sub, "replay") != 0) || c->argc != 3)
+        return die(2, "usage: ehrctl quarantine [list|show ID|replay ID]");
+    if (parse_id(c->argv[2], &id) != 0)
+        return die(2, "quarantine %s: \"%s\" is not a quarantine id", sub, c->argv[2]);
+    if (strcmp(sub, "show") == 0) {
+        uint8_t *payload = NULL;
+        size_t len = 0;
+        eg_err rc;
+        if ((code = open_ro(c, &st)) != 0)
+            return code;
+        if ((code = open_vault(c, st, &rng, &v)) != 0)
+            goto out;
+        rc = eg_quarantine_payload(st, v, id, &payload, &len);
+        if (rc == EG_E_NOT_FOUND)
+            code = die(1, "quarantine: no row %lld", (long long)id);
+        else if (rc != EG_OK)
+            code = die(1, "quarantine %lld: cannot decrypt (%s)", (long long)id, eg_strerror(rc));
+        else if (fwrite(payload, 1, len, stdout) != len)
+            code = die(1, "write failed");
+        free(payload);
+        goto out;
+    }
+    if (eg_store_open(c->cfg.db, 0, &st, &e) != EG_OK)
+        return die(2, "%s", e.detail);
+    switch (eg_quarantine_request_replay(st, id)) {
+    case EG_OK:
+        printf("quarantine %lld marked for replay; a running gateway processes it within 2 s\n",
+               (long long)id);
+        break;
+    case EG_E_NOT_FOUND:
+        code = die(1, "quarantine: no row %lld", (long long)id);
+        break;
+    default:
+        code = die(1, "quarantine: cannot mark %lld: %s", (long long)id,
+                   sqlite3_errmsg(eg_store_db(st)));
+    }
+out:
+    eg_vault_free(v);
+    eg_rng_free(rng);
+    eg_store_close(st);
+    return code;
+}
+
+/* ---- export ------------------------------------------------------------------------ */
+
+static void print_json_line(cJSON *o)
+{
+    char *line = cJSON_PrintUnformatted(o);
+    if (line)
+        puts(line);
+    free(line);
+    cJSON_Delete(o);
+}
+
+static int cmd_export(struct ctl *c)
+{
+    struct eg_store *st = NULL;
+    struct eg_vault *v = NULL;
+    struct eg_rng *rng = NULL;
+    int entries = 0, code = 0, rc;
+    char buf[4096];
+    sqlite3_stmt *s;
+    cJSON *o;
+
+    for (int i = 1; i < c->argc; i++) {
+        if (strcmp(c->argv[i], "--entries") == 0)
+            entries = 1;
+        else
+            return die(2, "export: unknown argument \"%s\"", c->argv[i]);
+    }
+    if ((code = open_ro(c, &st)) != 0)
+        return code;
+    if (entries && (code = open_vault(c, st, &rng, &v)) != 0)
+        goto out;
+
+    o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "type", "gateway");
+    if (eg_store_meta_get(st, "gateway_key_fpr", buf, sizeof buf) == 0)
+        cJSON_AddStringToObject(o, "gateway_id", buf);
+    else
+        cJSON_AddNullToObject(o, "gateway_id");
+    if (eg_store_meta_get(st, "gateway_pubkey", buf, sizeof buf) == 0)
+        cJSON_AddStringToObject(o, "pubkey", buf);
+    else
+        cJSON_AddNullToObject(o, "pubkey");
+    print_json_line(o);
+
+    s = eg_store_stmt(st, "SELECT height, first_seq, count, merkle_root, prev_hash, sealed_at,"
+                          " hash, sig FROM blocks ORDER BY height");
+    if (!s) {
+        code = die(1, "cannot read blocks");
+        goto out;
+    }
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        char hex[65];
+        o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "type", "block");
+        cJSON_AddNumberToObject(o, "version", 1);
+        eg_store_meta_get(st, "gateway_key_fpr", buf, sizeof buf);
+        cJSON_AddStringToObject(o, "gateway_id", buf);
+        cJSON_AddItemToObject(o, "height", egjson_create_u64((uint64_t)sqlite3_column_int64(s, 0)));
+        eg_hex_encode(sqlite3_column_blob(s, 4), 32, hex);
+        cJSON_AddStringToObject(o, "prev_hash", hex);
+        eg_hex_encode(sqlite3_column_blob(s, 3), 32, hex);
+        cJSON_AddStringToObject(o, "merkle_root", hex);
+        cJSON_AddItemToObject(o, "first_seq",
+                              egjson_create_u64((uint64_t)sqlite3_column_int64(s, 1)));
+        cJSON_AddItemToObject(o, "count", egjson_create_u64((uint64_t)sqlite3_column_int64(s, 2)));
+        cJSON_AddItemToObject(o, "sealed_at",
+                              egjson_create_u64((uint64_t)sqlite3_column_int64(s, 5)));
+        eg_hex_encode(sqlite3_column_blob(s, 6), 32, hex);
+        cJSON_AddStringToObject(o, "hash", hex);
+        cJSON_AddStringToObject(o, "sig", (const char *)sqlite3_column_text(s, 7));
+        print_json_line(o);
+    }
+    sqlite3_reset(s);
+
+    s = eg_store_stmt(st, "SELECT seq, leaf_hash FROM entries ORDER BY seq");
+    if (!s) {
+        code = die(1, "cannot read entries");
+        goto out;
+    }
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        char hex[65];
+        uint64_t seq = (uint64_t)sqlite3_column_int64(s, 0);
+        o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "type", "entry");
+        cJSON_AddItemToObject(o, "seq", egjson_create_u64(seq));
+        eg_hex_encode(sqlite3_column_blob(s, 1), 32, hex);
+        cJSON_AddStringToObject(o, "leaf_hash", hex);
+        if (entries) {
+            char *bytes = NULL;
+            size_t len;
+            eg_err erc = eg_entry_read(st, v, seq, &bytes, &len);
+            if (erc == EG_OK)
+                cJSON_AddStringToObject(o, "entry", bytes);
+            else if (erc == EG_E_NOT_FOUND)
+                cJSON_AddNullToObject(o, "entry"); /* erased */
+            else {
+                cJSON_Delete(o);
+                code = die(1, "entry %llu: cannot decrypt (%s)", (unsigned long long)seq,
+                           eg_strerror(erc));
+                free(bytes);
+                break;
+            }
+            free(bytes);
+        }
+        print_json_line(o);
+    }
+    sqlite3_reset(s);
+out:
+    eg_vault_free(v);
+    eg_rng_free(rng);
+    eg_store_close(st);
+    if (fflush(stdout) != 0)
+        code = die(1, "write failed");
+    return code;
+}
+
+int main(int argc, char **argv)
+{
+    struct ctl c;
+    struct eg_error e = {0};
+    char **rest = calloc((size_t)argc + 1, sizeof *rest);
+    int nrest = 0, code = 2;
+
+    if (!rest || eg_config_init(&c.cfg) != EG_OK)
+        return die(1, "out of memory");
+    /* unset means "the path recorded in the database" for ehrctl */
+    free(c.cfg.master_key);
+    c.cfg.master_key = NULL;
+    eg_log_set_level(EG_LOG_WARN);
+    if (eg_config_parse_args(&c.cfg, EG_CFG_CTL, argc, argv, rest, &nrest, &e) != EG_OK) {
+        code = die(2, "%s", e.detail);
+        goto out;
+    }
+    c.argc = nrest;
+    c.argv = rest;
+    if (nrest == 0) {
+        usage(stderr);
+        goto out;
+    }
+    if (strcmp(rest[0], "-h") == 0 || strcmp(rest[0], "--help") == 0 ||
+        strcmp(rest[0], "help") == 0) {
+        usage(stdout);
+        code = 0;
+    } else if (strcmp(rest[0], "--version") == 0) {
+        printf("ehrctl %s\n", eg_version());
+        code = 0;
+    } else if (strcmp(rest[0], "keygen") == 0) {
+        code = cmd_keygen(&c);
+    } else if (strcmp(rest[0], "sign") == 0) {
+        code = cmd_sign(&c);
+    } else if (strcmp(rest[0], "register") == 0) {
+        code = cmd_register(&c);
+    } else if (strcmp(rest[0], "quarantine") == 0) {
+        code = cmd_quarantine(&c);
+    } else if (strcmp(rest[0], "export") == 0) {
+        code = cmd_export(&c);
+    } else if (strcmp(rest[0], "config-example") == 0) {
+        eg_config_write_example(stdout);
+        code = 0;
+    } else {
+        code = die(2, "unknown command \"%s\" (see ehrctl --help)", rest[0]);
+    }
+out:
+    eg_config_free(&c.cfg);
+    free(rest);
+    return code;
+}

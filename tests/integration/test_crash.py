@@ -1,0 +1,137 @@
+"""
+Crash test (SPEC §1, §7): publishers resend every message until it is
+receipted while the gateway is killed with SIGKILL at random moments and
+restarted. In the end every message is stored exactly once, seq has no gap,
+and every receipted entry is in the database with the receipted leaf hash.
+"""
+import json
+import os
+import random
+import threading
+import time
+import unittest
+
+from harness import Env, leaf_hash, telemetry, wait_for
+
+DEVICES = ["CR%d" % i for i in range(4)]
+PER_DEVICE = int(os.environ.get("EHRGATE_CRASH_MSGS", "150"))
+KILLS = int(os.environ.get("EHRGATE_CRASH_KILLS", "12"))
+RESEND_AFTER = 0.4  # seconds without a receipt: short, to force resends
+
+
+class Publisher(threading.Thread):
+    """One device: a window of unreceipted messages, resent unchanged."""
+
+    def __init__(self, client, device, rnd):
+        super().__init__(daemon=True)
+        self.client, self.device, self.rnd = client, device, rnd
+        self.payloads = {}
+        for seq in range(PER_DEVICE):
+            n = 1 + seq % 3
+            readings = [{"type": "heart_rate", "value": 60 + (seq + i) % 40} for i in range(n)]
+            self.payloads[seq] = telemetry(seq, readings=readings).encode()
+        self.receipted = {}  # seq -> receipt
+        self.resends = 0
+
+    def run(self):
+        pending = {}  # seq -> last send time
+        nxt = 0
+        # pace new messages so that publishing spans all the kills
+        interval = KILLS * 0.6 / PER_DEVICE
+        next_new = 0.0
+        topic = "ehr/device/%s/telemetry" % self.device
+        while len(self.receipted) < PER_DEVICE:
+            for r in self.client.receipts_for(self.device):
+                if r["status"] in ("accepted", "duplicate"):
+                    seq = int(r["msg_id"])
+                    if seq not in self.receipted:
+                        self.receipted[seq] = r
+                    pending.pop(seq, None)
+            now = time.monotonic()
+            while nxt < PER_DEVICE and len(pending) < 8 and now >= next_new:
+                pending[nxt] = 0
+                nxt += 1
+                next_new = now + interval
+            for seq, last in list(pending.items()):
+                if now - last > RESEND_AFTER:
+                    if last:
+                        self.resends += 1
+                    self.client.publish_nowait(topic, self.payloads[seq])
+                    pending[seq] = now
+            time.sleep(0.01 + self.rnd.random() * 0.02)
+
+
+class CrashClient:
+    def __init__(self, env):
+        self.c = env.client("crash-devices", subscribe=("ehr/device/+/receipts",))
+        self.seen = {d: 0 for d in DEVICES}
+
+    def receipts_for(self, device):
+        out = []
+        for topic, payload, _ in self.c.take("ehr/device/%s/receipts" % device):
+            out.extend(json.loads(payload)["receipts"])
+        return out
+
+    def publish_nowait(self, topic, payload):
+        self.c.c.publish(topic, payload, qos=1)
+
+
+class Crash(unittest.TestCase):
+    def test_sigkill_loses_nothing_receipted(self):
+        env = Env("crash")
+        try:
+            rnd = random.Random(int(os.environ.get("EHRGATE_CRASH_SEED", "0")) or None)
+            env.ctl("register", "patient", "PC")
+            for d in DEVICES:
+                env.ctl("register", "device", d, "--patient", "PC", "--type", "monitor")
+            env.gw.extra += ["--batch-max", "16"]
+            env.gw.start()
+            cc = CrashClient(env)
+            pubs = [Publisher(cc, d, random.Random(rnd.random())) for d in DEVICES]
+            for p in pubs:
+                p.start()
+            kills = 0
+            while kills < KILLS and any(p.is_alive() for p in pubs):
+                time.sleep(0.1 + rnd.random() * 0.6)
+                env.gw.kill()
+                kills += 1
+                time.sleep(rnd.random() * 0.3)
+                env.gw.start()
+            for p in pubs:
+                p.join(240)
+                self.assertFalse(p.is_alive(), "publisher %s did not finish" % p.device)
+            self.assertGreaterEqual(kills, 10, "the publishers finished before 10 kills; "
+                                    "raise EHRGATE_CRASH_MSGS")
+            self.assertEqual(env.gw.stop(), 0)
+
+            rows = [x for x in env.export(entries=True) if x["type"] == "entry"]
+            seqs = [x["seq"] for x in rows]
+            self.assertEqual(seqs, list(range(len(seqs))), "seq has a gap")
+            by_msg = {}
+            for x in rows:
+                e = json.loads(x["entry"])
+                self.assertEqual(leaf_hash(x["entry"].encode()), x["leaf_hash"])
+                key = (e["source"]["id"], e["source"]["msg_id"])
+                by_msg.setdefault(key, []).append(e["entry_id"])
+            leaves = {json.loads(x["entry"])["entry_id"]: x["leaf_hash"] for x in rows}
+            total = 0
+            for p in pubs:
+                self.assertEqual(len(p.receipted), PER_DEVICE)
+                for seq, r in p.receipted.items():
+                    n = 1 + seq % 3
+                    ids = by_msg.get((p.device, str(seq)), [])
+                    self.assertEqual(len(ids), n, "%s/%d stored %d times/readings" %
+                                     (p.device, seq, len(ids)))
+                    for ref in r["entries"]:
+                        self.assertEqual(leaves.get(ref["entry_id"]), ref["leaf_hash"],
+                                         "receipted entry missing or changed")
+                    total += n
+            self.assertEqual(len(rows), total, "entries that no message accounts for")
+            print("crash test: %d kills, %d messages, %d entries, %d resends" %
+                  (kills, PER_DEVICE * len(DEVICES), total, sum(p.resends for p in pubs)))
+        finally:
+            env.close()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "eg_chain.h"
 #include "eg_codec.h"
 #include "eg_ingest.h"
 #include "eg_json.h"
@@ -45,6 +46,7 @@ struct gw {
     struct eg_mqtt *mqtt;
     struct eg_publisher *pub;
     struct eg_ingest *ig;
+    struct eg_chain *chain;
     char gateway_id[65];
     char status_topic[256];
     atomic_int want_online;  /* set by on_ready: queue the online status */
@@ -111,6 +113,52 @@ static eg_err put_stats(struct gw *g)
     return rc;
 }
 
+/* Seals one block of up to count entries and queues it on .../blocks and,
+ * retained, on .../head (SPEC §11). */
+static eg_err seal_one(struct gw *g, uint64_t count)
+{
+    struct eg_block b;
+    char topic[256], *text;
+    size_t len;
+    cJSON *o;
+    eg_err rc;
+
+    if ((rc = eg_chain_seal(g->chain, count, &b)) != EG_OK)
+        return rc;
+    if (!(o = eg_block_to_json(&b)) || !(text = egjson_print(o, &len))) {
+        cJSON_Delete(o);
+        return EG_E_NOMEM;
+    }
+    cJSON_Delete(o);
+    eg_topic_anchor(topic, sizeof topic, g->cfg->topic_prefix, g->cfg->name, "blocks");
+    rc = eg_outbox_put(g->st, topic, text, len, 1, 0, NULL);
+    if (rc == EG_OK) {
+        eg_topic_anchor(topic, sizeof topic, g->cfg->topic_prefix, g->cfg->name, "head");
+        rc = eg_outbox_put(g->st, topic, text, len, 1, 1, NULL);
+    }
+    free(text);
+    if (rc == EG_OK)
+        log_msg(EG_LOG_DEBUG, "sealed block %llu: seq %llu..%llu", (unsigned long long)b.height,
+                (unsigned long long)b.first_seq,
+                (unsigned long long)(b.first_seq + b.count - 1));
+    return rc;
+}
+
+/* Seals every block that is full, then the rest if the interval has passed
+ * (or if all is set, on shutdown). */
+static eg_err seal_due(struct gw *g, int all)
+{
+    uint64_t max = (uint64_t)g->cfg->block_max_entries;
+    eg_err rc;
+    while (eg_chain_open_count(g->chain) >= max)
+        if ((rc = seal_one(g, max)) != EG_OK)
+            return rc;
+    if (eg_chain_open_count(g->chain) &&
+        (all || eg_chain_due(g->chain, g->cfg->block_max_entries, g->cfg->block_interval_ms)))
+        return seal_one(g, max);
+    return EG_OK;
+}
+
 /* One transaction: the batch, acknowledged deletions, status and stats.
  * Returns EG_OK after COMMIT, or the error after ROLLBACK. */
 static eg_err commit_batch(struct gw *g, struct eg_msg *batch, const int64_t *acked, size_t nacked,
@@ -124,6 +172,8 @@ static eg_err commit_batch(struct gw *g, struct eg_msg *batch, const int64_t *ac
             goto fail;
     if ((rc = eg_ingest_flush(g->ig)) != EG_OK)
         goto fail;
+    if ((rc = seal_due(g, offline)) != EG_OK)
+        goto fail;
     if (nacked && (rc = eg_outbox_delete(g->st, acked, nacked)) != EG_OK)
         goto fail;
     if (online && (rc = put_status(g, "online")) != EG_OK)
@@ -135,10 +185,12 @@ static eg_err commit_batch(struct gw *g, struct eg_msg *batch, const int64_t *ac
     if ((rc = eg_store_commit(g->st)) != EG_OK)
         goto fail;
     eg_ingest_committed(g->ig);
+    eg_chain_committed(g->chain);
     return EG_OK;
 fail:
     eg_store_rollback(g->st);
     eg_ingest_abort(g->ig);
+    eg_chain_abort(g->chain);
     return rc;
 }
 
@@ -190,7 +242,8 @@ static void *pipeline(void *arg)
             stats = next_stats != 0;
             next_stats = now + g->cfg->stats_interval_s * 1000;
         }
-        work = pending || pending_acked_n || online || stats;
+        work = pending || pending_acked_n || online || stats ||
+               eg_chain_due(g->chain, g->cfg->block_max_entries, g->cfg->block_interval_ms);
         if (!work) {
             if (stopping)
                 break;
@@ -258,7 +311,9 @@ int eg_gateway_run(const struct eg_config *cfg, volatile sig_atomic_t *stop)
             goto fail;
         eg_hex_encode(id, 32, g.gateway_id);
     }
-    if ((rc = eg_ingest_new(g.st, g.vault, cfg, &g.ig, &e)) != EG_OK)
+    if ((rc = eg_chain_open(g.st, g.vault, &g.chain, &e)) != EG_OK)
+        goto fail;
+    if ((rc = eg_ingest_new(g.st, g.vault, cfg, g.chain, &g.ig, &e)) != EG_OK)
         goto fail;
     if (!(g.q = eg_queue_new((size_t)cfg->queue_max_msgs, (size_t)cfg->queue_max_bytes)) ||
         !(g.acked = calloc(ACK_BATCH, sizeof *g.acked))) {
@@ -284,7 +339,8 @@ int eg_gateway_run(const struct eg_config *cfg, volatile sig_atomic_t *stop)
     mo.session_expiry_s = cfg->session_expiry_s;
     mo.will_topic = g.status_topic;
     mo.will_payload = will;
-    mo.nfilters = eg_topic_filters(cfg->topic_prefix, mo.filters, EG_MQTT_MAX_FILTERS);
+    mo.nfilters =
+        eg_topic_filters(cfg->topic_prefix, cfg->name, mo.filters, EG_MQTT_MAX_FILTERS);
     mo.ctx = &g;
     mo.on_ready = on_ready;
     if ((rc = eg_mqtt_new(&mo, g.q, &g.mqtt, &e)) != EG_OK)
@@ -314,7 +370,7 @@ int eg_gateway_run(const struct eg_config *cfg, volatile sig_atomic_t *stop)
     pthread_join(thread, NULL);
     started = 0;
     {
-        /* the offline status, then drain the outbox while still connected */
+        /* seal the open block, the offline status, then drain the outbox */
         int64_t acked_n = 0;
         if (commit_batch(&g, NULL, NULL, 0, 0, 0, 1) != EG_OK)
             log_msg(EG_LOG_ERROR, "could not queue the offline status");
@@ -348,6 +404,7 @@ out:
     eg_publisher_stop(g.pub);
     eg_mqtt_free(g.mqtt);
     eg_ingest_free(g.ig);
+    eg_chain_free(g.chain);
     eg_queue_free(g.q);
     eg_vault_free(g.vault);
     eg_store_close(g.st);

@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eg_api.h"
+#include "eg_chain.h"
 #include "eg_codec.h"
 #include "eg_entries.h"
 #include "eg_json.h"
@@ -45,6 +47,7 @@ struct eg_ingest {
     struct eg_store *st;
     struct eg_vault *v;
     const struct eg_config *cfg;
+    struct eg_chain *chain;
     uint64_t next_seq, committed_seq;
     struct group *groups;
     int ngroups, last_group;
@@ -382,6 +385,8 @@ static eg_err telemetry(struct eg_ingest *ig, struct msgctx *c)
             .resource = obs[i].resource,
         };
         rc = eg_entry_append(ig->st, ig->v, ig->cfg->name, ig->next_seq, &in, leaf);
+        if (rc == EG_OK && ig->chain)
+            rc = eg_chain_add(ig->chain, ig->next_seq, leaf);
         if (rc != EG_OK)
             goto out;
         if ((rc = add_entry_ref(ig, entries, ig->next_seq, leaf)) != EG_OK)
@@ -424,6 +429,9 @@ eg_err eg_ingest_process(struct eg_ingest *ig, const struct eg_msg *m)
         eg_sha256(m->payload, m->len, c.sha);
         rc = telemetry(ig, &c);
         break;
+    case EG_T_ANCHOR_REQUEST:
+        /* auditors' requests: read-only, answered through the outbox */
+        return eg_api_anchor(ig->st, ig->cfg, m);
     default:
         /* not subscribed to; nothing to answer on */
         log_msg(EG_LOG_WARN, "message on an unexpected topic ignored");
@@ -485,7 +493,7 @@ void eg_ingest_get_stats(const struct eg_ingest *ig, struct eg_ingest_stats *out
 uint64_t eg_ingest_next_seq(const struct eg_ingest *ig) { return ig->committed_seq; }
 
 eg_err eg_ingest_new(struct eg_store *st, struct eg_vault *v, const struct eg_config *cfg,
-                     struct eg_ingest **out, struct eg_error *e)
+                     struct eg_chain *chain, struct eg_ingest **out, struct eg_error *e)
 {
     struct eg_ingest *ig = calloc(1, sizeof *ig);
     eg_err rc;
@@ -498,6 +506,7 @@ eg_err eg_ingest_new(struct eg_store *st, struct eg_vault *v, const struct eg_co
     ig->st = st;
     ig->v = v;
     ig->cfg = cfg;
+    ig->chain = chain;
     ig->last_group = -1;
     if ((rc = eg_entry_next_seq(st, &ig->next_seq)) != EG_OK) {
         eg_ingest_free(ig);

@@ -24,8 +24,11 @@ struct eg_ingest_stats {
 
 struct eg_ingest;
 
+struct eg_chain;
+
+/* chain may be NULL (then entries join no block; used by tools and tests). */
 eg_err eg_ingest_new(struct eg_store *st, struct eg_vault *v, const struct eg_config *cfg,
-                     struct eg_ingest **out, struct eg_error *e);
+                     struct eg_chain *chain, struct eg_ingest **out, struct eg_error *e);
 void eg_ingest_free(struct eg_ingest *ig);
 
 /* Processes one message inside the open transaction. Returns EG_OK (the

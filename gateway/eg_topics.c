@@ -25,6 +25,9 @@ enum eg_topic_kind eg_topic_parse(const char *prefix, const char *topic, char id
     } else if (strncmp(p, "hospital/", 9) == 0) {
         p += 9;
         kind = EG_T_HOSPITAL_RECORDS;
+    } else if (strncmp(p, "anchor/", 7) == 0) {
+        p += 7;
+        kind = EG_T_ANCHOR_REQUEST;
     } else {
         return EG_T_UNKNOWN;
     }
@@ -43,6 +46,8 @@ enum eg_topic_kind eg_topic_parse(const char *prefix, const char *topic, char id
     if (kind == EG_T_DEVICE_TELEMETRY && strcmp(slash, "/telemetry") == 0)
         return kind;
     if (kind == EG_T_HOSPITAL_RECORDS && strcmp(slash, "/records") == 0)
+        return kind;
+    if (kind == EG_T_ANCHOR_REQUEST && strcmp(slash, "/request") == 0)
         return kind;
     id[0] = '\0';
     return EG_T_UNKNOWN;
@@ -76,10 +81,18 @@ int eg_topic_stats(char *buf, size_t size, const char *prefix, const char *name)
     return fmt(buf, size, prefix, "gateway", name, "stats");
 }
 
-int eg_topic_filters(const char *prefix, char filters[][96], int max)
+int eg_topic_anchor(char *buf, size_t size, const char *prefix, const char *name,
+                    const char *leaf)
+{
+    return fmt(buf, size, prefix, "anchor", name, leaf);
+}
+
+int eg_topic_filters(const char *prefix, const char *name, char filters[][96], int max)
 {
     int n = 0;
     if (n < max)
         snprintf(filters[n++], 96, "%s/device/+/telemetry", prefix);
+    if (n < max)
+        snprintf(filters[n++], 96, "%s/anchor/%s/request", prefix, name);
     return n;
 }

@@ -11,6 +11,7 @@ enum eg_topic_kind {
     EG_T_UNKNOWN = 0,
     EG_T_DEVICE_TELEMETRY, /* {p}/device/{id}/telemetry */
     EG_T_HOSPITAL_RECORDS, /* {p}/hospital/{id}/records */
+    EG_T_ANCHOR_REQUEST,   /* {p}/anchor/{name}/request (id = name) */
 };
 
 /* Classifies topic under prefix; copies the {id} level into id (65 bytes)
@@ -24,7 +25,11 @@ int eg_topic_hospital_receipts(char *buf, size_t size, const char *prefix,
 int eg_topic_status(char *buf, size_t size, const char *prefix, const char *name);
 int eg_topic_stats(char *buf, size_t size, const char *prefix, const char *name);
 
+/* {p}/anchor/{name}/{leaf} with leaf blocks, head, request or replies. */
+int eg_topic_anchor(char *buf, size_t size, const char *prefix, const char *name,
+                    const char *leaf);
+
 /* Subscription filters for the implemented input families. */
-int eg_topic_filters(const char *prefix, char filters[][96], int max);
+int eg_topic_filters(const char *prefix, const char *name, char filters[][96], int max);
 
 #endif

@@ -12,7 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "eg_block.h"
+#include "eg_chain.h"
 #include "eg_codec.h"
 #include "eg_config.h"
 #include "eg_crypto.h"
@@ -20,6 +23,7 @@
 #include "eg_json.h"
 #include "eg_key.h"
 #include "eg_log.h"
+#include "eg_merkle.h"
 #include "eg_quarantine.h"
 #include "eg_registry.h"
 #include "eg_store.h"
@@ -64,6 +68,11 @@ static void usage(FILE *out)
             "  quarantine replay ID             have the running gateway process it again\n"
             "  export [--entries]               JSON lines: gateway, blocks, entries; with\n"
             "                                   --entries also the entry bytes (master key)\n"
+            "  verify [--pubkey GW.pub]         check every block's links, signature and Merkle\n"
+            "                                   root; with --master-key also decrypt and re-hash\n"
+            "                                   every entry. Exit 1 names the first broken place\n"
+            "  verify-proof PROOF.json ENTRY_FILE --pubkey GW.pub\n"
+            "                                   exit 0 if the entry bytes are in a signed block\n"
             "  config-example                   print a config file with every default\n"
             "  --version, -h/--help\n\n"
             "--master-key PATH defaults to the path recorded in the database.\n\n");
@@ -448,35 +457,56 @@ static int cmd_export(struct ctl *c)
         cJSON_AddNullToObject(o, "pubkey");
     print_json_line(o);
 
-    s = eg_store_stmt(st, "SELECT height, first_seq, count, merkle_root, prev_hash, sealed_at,"
-                          " hash, sig FROM blocks ORDER BY height");
-    if (!s) {
-        code = die(1, "cannot read blocks");
-        goto out;
+    {
+        uint8_t gid[32];
+        uint64_t h = 0;
+        struct eg_block b;
+        eg_err erc = EG_OK;
+        if (eg_store_meta_get(st, "gateway_key_fpr", buf, sizeof buf) != 0 ||
+            eg_hex_decode(buf, gid, 32) != 0)
+            memset(gid, 0, sizeof gid);
+        s = eg_store_stmt(st, "SELECT height FROM blocks ORDER BY height");
+        if (!s) {
+            code = die(1, "cannot read blocks");
+            goto out;
+        }
+        /* heights first (the statement cache is shared with eg_block_load) */
+        {
+            uint64_t *hs = NULL;
+            size_t n = 0, cap = 0;
+            while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+                if (n == cap) {
+                    uint64_t *nh = realloc(hs, (cap = cap ? cap * 2 : 256) * sizeof *hs);
+                    if (!nh)
+                        break;
+                    hs = nh;
+                }
+                hs[n++] = (uint64_t)sqlite3_column_int64(s, 0);
+            }
+            sqlite3_reset(s);
+            for (size_t i = 0; i < n && erc == EG_OK; i++) {
+                cJSON *bj;
+                h = hs[i];
+                if ((erc = eg_block_load(st, h, gid, &b)) != EG_OK)
+                    break;
+                o = cJSON_CreateObject();
+                cJSON_AddStringToObject(o, "type", "block");
+                bj = eg_block_to_json(&b);
+                for (cJSON *it = bj ? bj->child : NULL; it;) {
+                    cJSON *next = it->next;
+                    cJSON_AddItemToObject(o, it->string, cJSON_DetachItemViaPointer(bj, it));
+                    it = next;
+                }
+                cJSON_Delete(bj);
+                print_json_line(o);
+            }
+            free(hs);
+        }
+        if (erc != EG_OK) {
+            code = die(1, "block %llu: cannot read", (unsigned long long)h);
+            goto out;
+        }
     }
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        char hex[65];
-        o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "type", "block");
-        cJSON_AddNumberToObject(o, "version", 1);
-        eg_store_meta_get(st, "gateway_key_fpr", buf, sizeof buf);
-        cJSON_AddStringToObject(o, "gateway_id", buf);
-        cJSON_AddItemToObject(o, "height", egjson_create_u64((uint64_t)sqlite3_column_int64(s, 0)));
-        eg_hex_encode(sqlite3_column_blob(s, 4), 32, hex);
-        cJSON_AddStringToObject(o, "prev_hash", hex);
-        eg_hex_encode(sqlite3_column_blob(s, 3), 32, hex);
-        cJSON_AddStringToObject(o, "merkle_root", hex);
-        cJSON_AddItemToObject(o, "first_seq",
-                              egjson_create_u64((uint64_t)sqlite3_column_int64(s, 1)));
-        cJSON_AddItemToObject(o, "count", egjson_create_u64((uint64_t)sqlite3_column_int64(s, 2)));
-        cJSON_AddItemToObject(o, "sealed_at",
-                              egjson_create_u64((uint64_t)sqlite3_column_int64(s, 5)));
-        eg_hex_encode(sqlite3_column_blob(s, 6), 32, hex);
-        cJSON_AddStringToObject(o, "hash", hex);
-        cJSON_AddStringToObject(o, "sig", (const char *)sqlite3_column_text(s, 7));
-        print_json_line(o);
-    }
-    sqlite3_reset(s);
 
     s = eg_store_stmt(st, "SELECT seq, leaf_hash FROM entries ORDER BY seq");
     if (!s) {
@@ -520,6 +550,389 @@ out:
     return code;
 }
 
+/* ---- verify, verify-proof (SPEC §11, §12) ----------------------------------------- */
+
+static int load_gateway_key(struct eg_store *st, const char *pubpath, struct eg_key **k)
+{
+    struct eg_error e = {0};
+    char pem[EG_PEM_PUB_MAX * 2];
+    if (pubpath) {
+        if (eg_key_load_public(pubpath, k, &e) != EG_OK)
+            return die(2, "%s: %s", pubpath, e.detail);
+        return 0;
+    }
+    if (eg_store_meta_get(st, "gateway_pubkey", pem, sizeof pem) != 0)
+        return die(2, "the database records no gateway key; pass --pubkey");
+    if (eg_key_parse_public(pem, strlen(pem) + 1, k, &e) != EG_OK)
+        return die(1, "the gateway key recorded in the database is unusable: %s", e.detail);
+    fprintf(stderr, "ehrctl: verify: no --pubkey given; using the gateway key recorded in the "
+                    "database\n");
+    return 0;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Every erased patient needs an erasure entry. 0 yes, 1 no, -1 error. */
+static int has_erasure(struct eg_store *st, const char *patient)
+{
+    sqlite3_stmt *s = eg_store_stmt(st, "SELECT 1 FROM entries WHERE kind = 'erasure'"
+                                        " AND patient = ?1 LIMIT 1");
+    int rc;
+    if (!s)
+        return -1;
+    sqlite3_bind_text(s, 1, patient, -1, SQLITE_STATIC);
+    rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? 1 : -1;
+}
+
+static int verify_entries(struct eg_store *st, struct eg_vault *v, uint64_t *n_out)
+{
+    sqlite3_stmt *s;
+    uint64_t n = 0;
+    int rc, code = 0;
+    /* a separate statement from the cache: eg_entry_read uses the cache too */
+    if (sqlite3_prepare_v2(eg_store_db(st), "SELECT seq, patient, leaf_hash FROM entries"
+                                             " ORDER BY seq", -1, &s, NULL) != SQLITE_OK)
+        return die(1, "cannot read entries");
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        uint64_t seq = (uint64_t)sqlite3_column_int64(s, 0);
+        char patient[80];
+        char *bytes = NULL;
+        size_t len;
+        uint8_t leaf[32];
+        eg_err erc;
+        snprintf(patient, sizeof patient, "%s", (const char *)sqlite3_column_text(s, 1));
+        erc = eg_entry_read(st, v, seq, &bytes, &len);
+        if (erc == EG_E_NOT_FOUND) {
+            if (has_erasure(st, patient) != 0) {
+                code = die(1, "verify: FAILED at seq %llu: entry of patient %s is unreadable "
+                              "and there is no erasure entry for that patient",
+                           (unsigned long long)seq, patient);
+                break;
+            }
+            continue;
+        }
+        if (erc != EG_OK) {
+            code = die(1, "verify: FAILED at seq %llu: the ciphertext does not authenticate "
+                          "(changed, or moved from another row)",
+                       (unsigned long long)seq);
+            break;
+        }
+        eg_merkle_leaf(bytes, len, leaf);
+        eg_wipe(bytes, len);
+        free(bytes);
+        if (sqlite3_column_bytes(s, 2) != 32 ||
+            memcmp(leaf, sqlite3_column_blob(s, 2), 32) != 0) {
+            code = die(1, "verify: FAILED at seq %llu: the entry bytes do not hash to the "
+                          "stored leaf hash",
+                       (unsigned long long)seq);
+            break;
+        }
+        n++;
+    }
+    if (code == 0 && rc != SQLITE_DONE)
+        code = die(1, "verify: cannot read entries");
+    sqlite3_finalize(s);
+    *n_out = n;
+    return code;
+}
+
+static int cmd_verify(struct ctl *c)
+{
+    const char *pubpath = NULL;
+    struct eg_store *st = NULL;
+    struct eg_key *k = NULL;
+    struct eg_vault *v = NULL;
+    struct eg_rng *rng = NULL;
+    sqlite3_stmt *bs = NULL, *es = NULL;
+    uint8_t gid[32], prev[32] = {0}, (*leaves)[32] = NULL;
+    uint64_t want_height = 0, want_seq = 0, nblocks = 0, sealed = 0, open = 0, readable = 0;
+    size_t cap = 0;
+    int code = 0, erc = SQLITE_DONE, brc;
+    double t0;
+
+    for (int i = 1; i < c->argc; i++) {
+        if (strcmp(c->argv[i], "--pubkey") == 0 && i + 1 < c->argc)
+            pubpath = c->argv[++i];
+        else
+            return die(2, "usage: ehrctl --db DB verify [--pubkey GW.pub] [--master-key MK]");
+    }
+    if ((code = open_ro(c, &st)) != 0)
+        return code;
+    if ((code = load_gateway_key(st, pubpath, &k)) != 0)
+        goto out;
+    if (c->cfg.master_key && (code = open_vault(c, st, &rng, &v)) != 0)
+        goto out;
+    eg_key_fingerprint(k, gid);
+    t0 = now_s();
+    if (sqlite3_prepare_v2(eg_store_db(st),
+                           "SELECT height, first_seq, count, merkle_root, prev_hash, sealed_at,"
+                           " hash, sig FROM blocks ORDER BY height",
+                           -1, &bs, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(eg_store_db(st), "SELECT seq, leaf_hash, block FROM entries"
+                                             " ORDER BY seq", -1, &es, NULL) != SQLITE_OK) {
+        code = die(1, "cannot read the database");
+        goto out;
+    }
+    erc = sqlite3_step(es);
+    while ((brc = sqlite3_step(bs)) == SQLITE_ROW) {
+        struct eg_block b;
+        uint64_t height = (uint64_t)sqlite3_column_int64(bs, 0);
+        uint64_t count = (uint64_t)sqlite3_column_int64(bs, 2);
+        uint8_t root[32];
+        eg_err vr;
+
+        memset(&b, 0, sizeof b);
+        if (height != want_height) {
+            code = die(1, "verify: FAILED at height %llu: block missing (found height %llu "
+                          "next)",
+                       (unsigned long long)want_height, (unsigned long long)height);
+            goto out;
+        }
+        b.version = 1;
+        memcpy(b.gateway_id, gid, 32);
+        b.height = height;
+        b.first_seq = (uint64_t)sqlite3_column_int64(bs, 1);
+        b.count = (uint32_t)count;
+        b.sealed_at = (uint64_t)sqlite3_column_int64(bs, 5);
+        if (sqlite3_column_bytes(bs, 3) != 32 || sqlite3_column_bytes(bs, 4) != 32 ||
+            sqlite3_column_bytes(bs, 6) != 32 || count == 0 || count > UINT32_MAX) {
+            code = die(1, "verify: FAILED at height %llu: malformed block row",
+                       (unsigned long long)height);
+            goto out;
+        }
+        memcpy(b.merkle_root, sqlite3_column_blob(bs, 3), 32);
+        memcpy(b.prev_hash, sqlite3_column_blob(bs, 4), 32);
+        memcpy(b.hash, sqlite3_column_blob(bs, 6), 32);
+        snprintf(b.sig, sizeof b.sig, "%s",
+                 sqlite3_column_text(bs, 7) ? (const char *)sqlite3_column_text(bs, 7) : "");
+        if (b.first_seq != want_seq) {
+            code = die(1, "verify: FAILED at height %llu: first_seq %llu, expected %llu",
+                       (unsigned long long)height, (unsigned long long)b.first_seq,
+                       (unsigned long long)want_seq);
+            goto out;
+        }
+        if (memcmp(b.prev_hash, prev, 32) != 0) {
+            code = die(1, "verify: FAILED at height %llu: prev_hash does not link to %s",
+                       (unsigned long long)height,
+                       height ? "the previous block's hash" : "zeros (genesis)");
+            goto out;
+        }
+        if (count > cap) {
+            void *p = realloc(leaves, (size_t)count * 32);
+            if (!p) {
+                code = die(1, "out of memory");
+                goto out;
+            }
+            leaves = p;
+            cap = (size_t)count;
+        }
+        for (uint64_t i = 0; i < count; i++, want_seq++) {
+            if (erc != SQLITE_ROW || (uint64_t)sqlite3_column_int64(es, 0) != want_seq) {
+                code = die(1, "verify: FAILED at seq %llu: entry missing (block %llu)",
+                           (unsigned long long)want_seq, (unsigned long long)height);
+                goto out;
+            }
+            if (sqlite3_column_type(es, 2) == SQLITE_NULL ||
+                (uint64_t)sqlite3_column_int64(es, 2) != height ||
+                sqlite3_column_bytes(es, 1) != 32) {
+                code = die(1, "verify: FAILED at seq %llu: not recorded as part of block %llu",
+                           (unsigned long long)want_seq, (unsigned long long)height);
+                goto out;
+            }
+            memcpy(leaves[i], sqlite3_column_blob(es, 1), 32);
+            erc = sqlite3_step(es);
+        }
+        eg_merkle_root((const uint8_t(*)[32])leaves, (size_t)count, root);
+        if (memcmp(root, b.merkle_root, 32) != 0) {
+            code = die(1, "verify: FAILED at height %llu: merkle_root does not match the stored "
+                          "leaf hashes of seq %llu..%llu",
+                       (unsigned long long)height, (unsigned long long)b.first_seq,
+                       (unsigned long long)(b.first_seq + count - 1));
+            goto out;
+        }
+        vr = eg_block_verify(&b, k);
+        if (vr == EG_E_CONFLICT) {
+            code = die(1, "verify: FAILED at height %llu: hash does not match the header fields",
+                       (unsigned long long)height);
+            goto out;
+        }
+        if (vr != EG_OK) {
+            code = die(1, "verify: FAILED at height %llu: signature does not verify with the "
+                          "gateway key",
+                       (unsigned long long)height);
+            goto out;
+        }
+        memcpy(prev, b.hash, 32);
+        want_height++;
+        sealed += count;
+        nblocks++;
+    }
+    if (brc != SQLITE_DONE) {
+        code = die(1, "verify: cannot read blocks");
+        goto out;
+    }
+    /* entries after the last block: the open block, contiguous and unassigned */
+    while (erc == SQLITE_ROW) {
+        if ((uint64_t)sqlite3_column_int64(es, 0) != want_seq) {
+            code = die(1, "verify: FAILED at seq %llu: entry missing", (unsigned long long)want_seq);
+            goto out;
+        }
+        if (sqlite3_column_type(es, 2) != SQLITE_NULL) {
+            code = die(1, "verify: FAILED at seq %llu: assigned to block %lld, which does not "
+                          "exist",
+                       (unsigned long long)want_seq, (long long)sqlite3_column_int64(es, 2));
+            goto out;
+        }
+        want_seq++;
+        open++;
+        erc = sqlite3_step(es);
+    }
+    {
+        double t = now_s() - t0;
+        printf("ok: %llu blocks verified (links, signatures, Merkle roots), %llu entries sealed, "
+               "%llu in the open block\n",
+               (unsigned long long)nblocks, (unsigned long long)sealed, (unsigned long long)open);
+        printf("merkle: %llu entries in %.3f s (%.0f entries/s)\n", (unsigned long long)sealed, t,
+               t > 0 ? (double)sealed / t : 0.0);
+    }
+    if (v) {
+        double t;
+        t0 = now_s();
+        if ((code = verify_entries(st, v, &readable)) != 0)
+            goto out;
+        t = now_s() - t0;
+        printf("entries: %llu decrypted and re-hashed in %.3f s (%.0f entries/s); %llu "
+               "unreadable (erased)\n",
+               (unsigned long long)readable, t, t > 0 ? (double)readable / t : 0.0,
+               (unsigned long long)(sealed + open - readable));
+    }
+out:
+    sqlite3_finalize(bs);
+    sqlite3_finalize(es);
+    free(leaves);
+    eg_key_free(k);
+    eg_vault_free(v);
+    eg_rng_free(rng);
+    eg_store_close(st);
+    return code;
+}
+
+static int cmd_verify_proof(struct ctl *c)
+{
+    const char *proof_path = NULL, *entry_path = NULL, *pubpath = NULL;
+    char *ptext = NULL, *entry = NULL;
+    size_t plen, elen;
+    cJSON *proof = NULL, *item;
+    struct eg_error e = {0};
+    struct eg_key *k = NULL;
+    struct eg_block b;
+    uint8_t leaf[32], want_leaf[32], gid[32], path[64][32];
+    uint64_t index;
+    size_t depth = 0;
+    const char *hex;
+    int code = 0;
+
+    for (int i = 1; i < c->argc; i++) {
+        if (strcmp(c->argv[i], "--pubkey") == 0 && i + 1 < c->argc)
+            pubpath = c->argv[++i];
+        else if (!proof_path)
+            proof_path = c->argv[i];
+        else if (!entry_path)
+            entry_path = c->argv[i];
+        else
+            proof_path = NULL;
+    }
+    if (!proof_path || !entry_path || !pubpath)
+        return die(2, "usage: ehrctl verify-proof PROOF.json ENTRY_FILE --pubkey GW.pub");
+    if (eg_key_load_public(pubpath, &k, &e) != EG_OK)
+        return die(2, "%s: %s", pubpath, e.detail);
+    if (read_file(proof_path, &ptext, &plen) != 0) {
+        code = die(2, "%s: cannot read: %s", proof_path, strerror(errno));
+        goto out;
+    }
+    if (read_file(entry_path, &entry, &elen) != 0) {
+        code = die(2, "%s: cannot read: %s", entry_path, strerror(errno));
+        goto out;
+    }
+    /* entry bytes are compact JSON and never end in a newline: drop one */
+    if (elen && entry[elen - 1] == '\n')
+        elen--;
+    if (egjson_parse((const uint8_t *)ptext, plen, &proof, &e) != EG_OK) {
+        code = die(2, "%s: %s", proof_path, e.detail);
+        goto out;
+    }
+    if (!egjson_str(proof, "status") || strcmp(egjson_str(proof, "status"), "ok") != 0) {
+        code = die(2, "%s: not a proof with status \"ok\"", proof_path);
+        goto out;
+    }
+    hex = egjson_str(proof, "leaf_hash");
+    item = cJSON_GetObjectItemCaseSensitive(proof, "audit_path");
+    if (!hex || eg_hex_decode(hex, want_leaf, 32) != 0 ||
+        egjson_get_u53(cJSON_GetObjectItemCaseSensitive(proof, "leaf_index"), &index) != 0 ||
+        !cJSON_IsArray(item) || cJSON_GetArraySize(item) > 64 ||
+        eg_block_from_json(cJSON_GetObjectItemCaseSensitive(proof, "block"), &b, &e) != EG_OK) {
+        code = die(2, "%s: malformed proof (%s)", proof_path,
+                   e.detail[0] ? e.detail : "leaf_hash, leaf_index, audit_path or block");
+        goto out;
+    }
+    {
+        cJSON *h;
+        cJSON_ArrayForEach(h, item)
+        {
+            if (!cJSON_IsString(h) || eg_hex_decode(h->valuestring, path[depth], 32) != 0) {
+                code = die(2, "%s: audit_path: entries must be 64 hex characters", proof_path);
+                goto out;
+            }
+            depth++;
+        }
+    }
+    eg_merkle_leaf(entry, elen, leaf);
+    if (memcmp(leaf, want_leaf, 32) != 0) {
+        code = die(1, "verify-proof: FAILED: the entry bytes do not hash to the proof's leaf_hash");
+        goto out;
+    }
+    eg_key_fingerprint(k, gid);
+    if (memcmp(gid, b.gateway_id, 32) != 0) {
+        code = die(1, "verify-proof: FAILED: the block's gateway_id is not this key's");
+        goto out;
+    }
+    if (eg_block_verify(&b, k) != EG_OK) {
+        code = die(1, "verify-proof: FAILED: block %llu's hash or signature does not verify",
+                   (unsigned long long)b.height);
+        goto out;
+    }
+    if (eg_merkle_verify(leaf, (size_t)index, b.count, (const uint8_t(*)[32])path, depth,
+                         b.merkle_root) != EG_OK) {
+        code = die(1, "verify-proof: FAILED: the audit path does not lead to block %llu's "
+                      "merkle_root",
+                   (unsigned long long)b.height);
+        goto out;
+    }
+    {
+        char gidhex[65];
+        eg_hex_encode(gid, 32, gidhex);
+        printf("ok: entry %s is leaf %llu of block %llu (seq %llu..%llu), signed by gateway "
+               "%.16s...\n",
+               egjson_str(proof, "entry_id") ? egjson_str(proof, "entry_id") : "?",
+               (unsigned long long)index, (unsigned long long)b.height,
+               (unsigned long long)b.first_seq, (unsigned long long)(b.first_seq + b.count - 1),
+               gidhex);
+    }
+out:
+    cJSON_Delete(proof);
+    free(ptext);
+    free(entry);
+    eg_key_free(k);
+    return code;
+}
+
 int main(int argc, char **argv)
 {
     struct ctl c;
@@ -560,6 +973,10 @@ int main(int argc, char **argv)
         code = cmd_quarantine(&c);
     } else if (strcmp(rest[0], "export") == 0) {
         code = cmd_export(&c);
+    } else if (strcmp(rest[0], "verify") == 0) {
+        code = cmd_verify(&c);
+    } else if (strcmp(rest[0], "verify-proof") == 0) {
+        code = cmd_verify_proof(&c);
     } else if (strcmp(rest[0], "config-example") == 0) {
         eg_config_write_example(stdout);
         code = 0;

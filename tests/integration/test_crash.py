@@ -84,7 +84,9 @@ class Crash(unittest.TestCase):
             env.ctl("register", "patient", "PC")
             for d in DEVICES:
                 env.ctl("register", "device", d, "--patient", "PC", "--type", "monitor")
-            env.gw.extra += ["--batch-max", "16"]
+            # small blocks and a short interval: kills land during sealing too
+            env.gw.extra += ["--batch-max", "16", "--block-max-entries", "7",
+                             "--block-interval-ms", "50"]
             env.gw.start()
             cc = CrashClient(env)
             pubs = [Publisher(cc, d, random.Random(rnd.random())) for d in DEVICES]
@@ -127,8 +129,15 @@ class Crash(unittest.TestCase):
                                          "receipted entry missing or changed")
                     total += n
             self.assertEqual(len(rows), total, "entries that no message accounts for")
-            print("crash test: %d kills, %d messages, %d entries, %d resends" %
-                  (kills, PER_DEVICE * len(DEVICES), total, sum(p.resends for p in pubs)))
+            # the chain continued across every kill: no fork, no gap, no double seal
+            blocks = [x for x in env.export() if x["type"] == "block"]
+            self.assertEqual([b["height"] for b in blocks], list(range(len(blocks))))
+            self.assertEqual(sum(b["count"] for b in blocks), len(rows))
+            v = env.ctl("verify", "--master-key", os.path.join(env.dir, "master.key"))
+            self.assertIn("ok:", v.stdout.decode())
+            print("crash test: %d kills, %d messages, %d entries, %d blocks, %d resends" %
+                  (kills, PER_DEVICE * len(DEVICES), total, len(blocks),
+                   sum(p.resends for p in pubs)))
         finally:
             env.close()
 

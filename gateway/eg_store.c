@@ -276,9 +276,20 @@ eg_err eg_store_open(const char *path, int flags, struct eg_store **out, struct 
         rc = migrate(st, path, e);
         if (rc != EG_OK)
             goto out;
-    } else if (user_version(st->db) != NMIGRATIONS) {
-        rc = eg_fail(e, EG_E_DB, "%s: not an ehrgate database of schema %d", path, NMIGRATIONS);
-        goto out;
+    } else {
+        int v = user_version(st->db);
+        if (v >= 1 && v < NMIGRATIONS) {
+            rc = eg_fail(e, EG_E_DB,
+                         "%s: database schema %d is older than this program's (%d); start "
+                         "ehrgate on it once to upgrade it",
+                         path, v, NMIGRATIONS);
+            goto out;
+        }
+        if (v != NMIGRATIONS) {
+            rc = eg_fail(e, EG_E_DB, "%s: not an ehrgate database of schema %d", path,
+                         NMIGRATIONS);
+            goto out;
+        }
     }
 out:
     if (rc != EG_OK) {

@@ -40,7 +40,14 @@ void log_msg(enum eg_log_level level, const char *fmt, ...)
     if (n > 0 && (size_t)n < sizeof line)
         vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
     va_end(ap);
-    /* one fputs per line: stdio locks the stream, so lines never interleave */
-    strncat(line, "\n", sizeof line - strlen(line) - 1);
+    /* one fputs per line: stdio locks the stream, so lines never interleave;
+     * a line cut at the buffer's end keeps its newline */
+    {
+        size_t l = strlen(line);
+        if (l >= sizeof line - 1)
+            l = sizeof line - 2;
+        line[l] = '\n';
+        line[l + 1] = '\0';
+    }
     fputs(line, stderr);
 }

@@ -163,6 +163,8 @@ eg_err eg_telemetry_parse(const cJSON *root, int64_t now_ms, struct eg_telemetry
         return eg_fail(e, EG_E_RANGE,
                        "ts: %" PRId64 ".%03" PRId64 " s in the future (at most %d s allowed)",
                        ahead / 1000, ahead % 1000, EG_FUTURE_SKEW_MS / 1000);
+    if (t->ts_ms < EG_EARLIEST_MS)
+        return eg_fail(e, EG_E_RANGE, "ts: before 1900-01-01 is not a plausible measurement time");
     return EG_OK;
 }
 

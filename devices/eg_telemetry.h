@@ -18,6 +18,9 @@
 
 #define EG_MAX_READINGS 64
 #define EG_FUTURE_SKEW_MS 300000 /* SPEC §2: > 300 s in the future -> range */
+/* Effective times before 1900-01-01T00:00:00Z are implausible -> range (and
+ * FHIR cannot even write the year 0000). */
+#define EG_EARLIEST_MS (-2208988800000LL)
 
 enum eg_device_type {
     EG_DEV_PULSE_OXIMETER = 0,

@@ -285,6 +285,15 @@ eg_err eg_chain_seal(struct eg_chain *c, uint64_t count, struct eg_block *b)
 
 void eg_chain_committed(struct eg_chain *c) { (void)c; }
 
+eg_err eg_chain_abort_to(struct eg_chain *c, uint64_t seq)
+{
+    if (seq < c->open_first)
+        return eg_chain_abort(c); /* a block was sealed since: reload */
+    if (seq - c->open_first < c->nleaves)
+        c->nleaves = seq - c->open_first;
+    return EG_OK;
+}
+
 eg_err eg_chain_abort(struct eg_chain *c)
 {
     struct eg_error e;

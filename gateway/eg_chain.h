@@ -39,6 +39,10 @@ int eg_chain_due(const struct eg_chain *c, int64_t max_entries, int64_t interval
  * block (inside the caller's transaction); *out receives it. */
 eg_err eg_chain_seal(struct eg_chain *c, uint64_t count, struct eg_block *out);
 
+/* Forgets open-block entries with seq >= seq (after a ROLLBACK TO a
+ * savepoint taken before they were added). */
+eg_err eg_chain_abort_to(struct eg_chain *c, uint64_t seq);
+
 /* After COMMIT / after ROLLBACK (reloads from the database). */
 void eg_chain_committed(struct eg_chain *c);
 eg_err eg_chain_abort(struct eg_chain *c);

@@ -65,10 +65,17 @@ static const struct opt opts[] = {
      "most messages committed in one SQLite transaction"},
     {"outbox_inflight", OPT_INT, O(outbox_inflight), "512", 1, 65535, NULL, EG_CFG_GATEWAY,
      "most outbox messages awaiting the broker's acknowledgement"},
+    {"receipt_max_bytes", OPT_INT, O(receipt_max_bytes), "8192", 1024, 16777216, NULL,
+     EG_CFG_GATEWAY,
+     "receipts sent in one message are split below this size (a device's MQTT Maximum "
+     "Packet Size)"},
     {"quarantine_quota", OPT_INT, O(quarantine_quota), "10000", 1, 100000000, NULL, EG_CFG_BOTH,
      "rejected payloads kept per source; the oldest go first"},
     {"quarantine_retention_days", OPT_INT, O(quarantine_retention_days), "30", 1, 36500, NULL,
      EG_CFG_BOTH, "rejected payloads are deleted after this many days"},
+    {"quarantine_max_bytes", OPT_INT, O(quarantine_max_bytes), "268435456", 1048576,
+     1099511627776LL, NULL, EG_CFG_BOTH,
+     "bytes the quarantine may hold in all; beyond it the oldest rows go first"},
     {"stats_interval_s", OPT_INT, O(stats_interval_s), "10", 0, 86400, NULL, EG_CFG_GATEWAY,
      "publish stats this often (0 = never)"},
     {"erase_mode", OPT_ENUM, O(erase_mode), "patient", 0, 0, "patient|admin", EG_CFG_BOTH,
@@ -78,6 +85,8 @@ static const struct opt opts[] = {
 };
 #undef O
 #define NOPTS (sizeof opts / sizeof opts[0])
+#define NOPTS_MAX 64
+_Static_assert(sizeof opts / sizeof opts[0] <= NOPTS_MAX, "raise NOPTS_MAX");
 
 static const struct opt *find_opt(const char *name, size_t len)
 {
@@ -292,7 +301,9 @@ eg_err eg_config_parse_args(struct eg_config *cfg, int scope, int argc, char **a
                 return rc;
         }
     }
-    /* pass 2: flags */
+    /* pass 2: flags. A list option given as a flag replaces the file's values
+     * (flags override the file); repeated flags then append. */
+    int cleared[NOPTS_MAX] = {0};
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
         const struct opt *o = NULL;
@@ -325,6 +336,13 @@ eg_err eg_config_parse_args(struct eg_config *cfg, int scope, int argc, char **a
             if (i + 1 >= argc)
                 return eg_fail(e, EG_E_USAGE, "--%s needs a value", o->name);
             val = argv[++i];
+        }
+        if (o->type == OPT_LIST && !cleared[o - opts]) {
+            struct eg_strlist *l = (struct eg_strlist *)((char *)cfg + o->off);
+            for (int j = 0; j < l->n; j++)
+                free(l->v[j]);
+            l->n = 0;
+            cleared[o - opts] = 1;
         }
         {
             eg_err rc = apply(cfg, o, val, e);

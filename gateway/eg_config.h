@@ -48,9 +48,11 @@ struct eg_config {
     int64_t queue_max_bytes;
     int64_t batch_max;
     int64_t outbox_inflight;
+    int64_t receipt_max_bytes;
     /* quarantine */
     int64_t quarantine_quota;
     int64_t quarantine_retention_days;
+    int64_t quarantine_max_bytes;
     /* misc */
     int64_t stats_interval_s;
     char *erase_mode;

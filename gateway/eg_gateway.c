@@ -14,6 +14,7 @@
 #include "eg_gateway.h"
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,7 @@
 
 #define ACK_BATCH 8192
 #define REPLAY_BATCH 64
+#define STOP_GIVE_UP_MS 10000 /* how long a stopping gateway retries a failing commit */
 
 struct gw {
     const struct eg_config *cfg;
@@ -53,6 +55,7 @@ struct gw {
     atomic_int stop_pipeline;
     atomic_int pipeline_done;
     atomic_int degraded;     /* the last transaction failed */
+    atomic_int unclean;      /* stopped with messages it could not commit */
     int64_t *acked;
 };
 
@@ -159,15 +162,35 @@ static eg_err seal_due(struct gw *g, int all)
     return EG_OK;
 }
 
+/* A message that fails on its own every time: answer it `internal` (and
+ * quarantine it) in a transaction of its own. */
+static void reject_poison(struct gw *g, struct eg_msg *m)
+{
+    if (eg_store_begin(g->st) == EG_OK && eg_ingest_reject_internal(g->ig, m) == EG_OK &&
+        eg_ingest_flush(g->ig) == EG_OK && eg_store_commit(g->st) == EG_OK) {
+        eg_ingest_committed(g->ig);
+        log_msg(EG_LOG_ERROR, "a message on a %s topic failed repeatedly; rejected as internal "
+                              "and quarantined",
+                strstr(m->topic, "/hospital/") ? "hospital" : "device");
+        return;
+    }
+    eg_store_rollback(g->st);
+    eg_ingest_abort(g->ig);
+    eg_chain_abort(g->chain);
+    log_msg(EG_LOG_ERROR, "a message failed repeatedly and could not be quarantined; dropped "
+                          "without a receipt (its publisher resends it)");
+}
+
 /* One transaction: the batch, acknowledged deletions, status and stats.
  * Returns EG_OK after COMMIT, or the error after ROLLBACK. */
-static eg_err commit_batch(struct gw *g, struct eg_msg *batch, const int64_t *acked, size_t nacked,
-                           int online, int stats, int offline)
+static eg_err commit_batch(struct gw *g, struct eg_msg *batch, size_t limit, const int64_t *acked,
+                           size_t nacked, int online, int stats, int offline)
 {
+    size_t k = 0;
     eg_err rc = eg_store_begin(g->st);
     if (rc != EG_OK)
         goto fail;
-    for (struct eg_msg *m = batch; m; m = m->next)
+    for (struct eg_msg *m = batch; m && k < limit; m = m->next, k++)
         if ((rc = eg_ingest_process(g->ig, m)) != EG_OK)
             goto fail;
     if ((rc = eg_ingest_flush(g->ig)) != EG_OK)
@@ -198,20 +221,22 @@ static void *pipeline(void *arg)
 {
     struct gw *g = arg;
     struct eg_msg *pending = NULL; /* taken but not yet committed */
-    size_t npending = 0;
+    size_t npending = 0, limit = SIZE_MAX;
     int64_t pending_acked_n = 0;
-    int64_t next_replay = 0, next_expire = 0, next_stats = 0;
-    int backoff = 0;
+    int64_t next_replay = 0, next_expire = 0, next_stats = 0, give_up_at = 0;
+    int backoff = 0, failures = 0;
 
     for (;;) {
         int stopping = atomic_load(&g->stop_pipeline);
         int online = 0, stats = 0, work;
+        eg_err rc;
         size_t n = 0;
         int64_t now = eg_mono_ms();
 
         if (!pending) {
             pending = eg_queue_pop_many(g->q, (size_t)g->cfg->batch_max, stopping ? 0 : 20, &n);
             npending = n;
+            limit = SIZE_MAX;
         }
         if (!pending && !stopping && now >= next_replay) {
             pending = eg_quarantine_due(g->st, g->vault, REPLAY_BATCH);
@@ -239,7 +264,8 @@ static void *pipeline(void *arg)
         if (atomic_exchange(&g->want_online, 0))
             online = 1;
         if (g->cfg->stats_interval_s > 0 && now >= next_stats) {
-            stats = next_stats != 0;
+            /* QoS 0 and only of the moment: not queued while disconnected */
+            stats = next_stats != 0 && eg_mqtt_ready(g->mqtt);
             next_stats = now + g->cfg->stats_interval_s * 1000;
         }
         work = pending || pending_acked_n || online || stats ||
@@ -249,24 +275,64 @@ static void *pipeline(void *arg)
                 break;
             continue;
         }
-        if (commit_batch(g, pending, g->acked, (size_t)pending_acked_n, online, stats, 0) !=
-            EG_OK) {
+        rc = commit_batch(g, pending, limit, g->acked, (size_t)pending_acked_n, online, stats, 0);
+        if (rc != EG_OK) {
             /* nothing was receipted; keep the batch and try again */
+            size_t tried = npending < limit ? npending : limit;
             if (online)
                 atomic_store(&g->want_online, 1);
             atomic_store(&g->degraded, 1);
+            failures++;
+            if (stopping) {
+                if (!give_up_at)
+                    give_up_at = now + STOP_GIVE_UP_MS;
+                if (now >= give_up_at) {
+                    log_msg(EG_LOG_ERROR, "stopping: %zu message(s) could not be committed; "
+                                          "not receipted, so their publishers resend them",
+                            npending);
+                    atomic_store(&g->unclean, 1);
+                    break;
+                }
+            }
+            if (rc != EG_E_DB_FULL && pending && failures >= 2 && limit > 1) {
+                /* maybe one message is the cause: go on one at a time */
+                limit = 1;
+                log_msg(EG_LOG_WARN, "transaction failed twice; processing the batch one "
+                                     "message at a time");
+                continue;
+            }
+            if (rc != EG_E_DB_FULL && pending && limit == 1 && failures >= 4) {
+                struct eg_msg *m = pending;
+                pending = m->next;
+                m->next = NULL;
+                npending--;
+                reject_poison(g, m);
+                eg_msg_free(m);
+                failures = 0;
+                continue;
+            }
             backoff = backoff ? (backoff * 2 > 5000 ? 5000 : backoff * 2) : 50;
-            log_msg(EG_LOG_ERROR, "transaction of %zu message(s) failed; retrying in %d ms",
-                    npending, backoff);
+            log_msg(EG_LOG_ERROR, "transaction of %zu message(s) failed (%s); retrying in %d ms",
+                    tried, eg_strerror(rc), backoff);
             usleep((useconds_t)backoff * 1000);
             continue;
         }
         if (atomic_exchange(&g->degraded, 0))
             log_msg(EG_LOG_INFO, "transactions succeed again");
         backoff = 0;
-        eg_msg_free_list(pending);
-        pending = NULL;
-        npending = 0;
+        failures = 0;
+        give_up_at = 0;
+        /* free what was committed; with limit 1 the rest stays pending */
+        {
+            size_t k = 0;
+            while (pending && k < limit) {
+                struct eg_msg *m = pending;
+                pending = m->next;
+                eg_msg_free(m);
+                k++;
+                npending--;
+            }
+        }
         pending_acked_n = 0;
         eg_publisher_notify(g->pub);
     }
@@ -281,7 +347,12 @@ static void on_ready(void *ctx)
     atomic_store(&g->want_online, 1);
 }
 
-static int fatal_code(eg_err rc) { return rc == EG_E_KEY || rc == EG_E_USAGE ? 2 : 1; }
+/* exit 2: the operator gave something unusable (keys, options, a database
+ * that cannot be opened or is not ours); 1: anything else */
+static int fatal_code(eg_err rc)
+{
+    return rc == EG_E_KEY || rc == EG_E_USAGE || rc == EG_E_DB ? 2 : 1;
+}
 
 int eg_gateway_run(const struct eg_config *cfg, volatile sig_atomic_t *stop)
 {
@@ -372,13 +443,17 @@ int eg_gateway_run(const struct eg_config *cfg, volatile sig_atomic_t *stop)
     {
         /* seal the open block, the offline status, then drain the outbox */
         int64_t acked_n = 0;
-        if (commit_batch(&g, NULL, NULL, 0, 0, 0, 1) != EG_OK)
+        if (commit_batch(&g, NULL, 0, NULL, 0, 0, 0, 1) != EG_OK)
             log_msg(EG_LOG_ERROR, "could not queue the offline status");
         eg_publisher_notify(g.pub);
-        if (eg_mqtt_ready(g.mqtt) && eg_publisher_drain(g.pub, 10000) != 0)
+        /* wait until the broker has answered everything up to the offline
+         * status, so the retained status is right before the clean
+         * disconnect suppresses the will */
+        if (!eg_mqtt_ready(g.mqtt) ||
+            eg_publisher_drain(g.pub, eg_outbox_max_id(g.st), 10000) != 0)
             log_msg(EG_LOG_WARN, "outbox not fully drained; the rest is sent after restart");
         acked_n = (int64_t)eg_publisher_take_acked(g.pub, g.acked, ACK_BATCH);
-        if (acked_n && commit_batch(&g, NULL, g.acked, (size_t)acked_n, 0, 0, 0) != EG_OK)
+        if (acked_n && commit_batch(&g, NULL, 0, g.acked, (size_t)acked_n, 0, 0, 0) != EG_OK)
             log_msg(EG_LOG_WARN, "could not delete acknowledged outbox rows (resent later)");
     }
     eg_publisher_stop(g.pub);
@@ -388,8 +463,13 @@ int eg_gateway_run(const struct eg_config *cfg, volatile sig_atomic_t *stop)
         log_msg(EG_LOG_INFO, "%llu message(s) arrived during shutdown were not taken; their "
                              "publishers resend them",
                 (unsigned long long)eg_mqtt_dropped(g.mqtt));
-    log_msg(EG_LOG_INFO, "stopped cleanly");
-    exit_code = 0;
+    if (atomic_load(&g.unclean)) {
+        log_msg(EG_LOG_ERROR, "stopped, but not everything taken could be committed");
+        exit_code = 1;
+    } else {
+        log_msg(EG_LOG_INFO, "stopped cleanly");
+        exit_code = 0;
+    }
     goto out;
 
 fail:

@@ -3,16 +3,21 @@
  *
  * Order of checks for device telemetry, chosen so that a publisher always
  * learns as much as can be known (SPEC §7: msg_id whenever it is readable):
- *   too_large -> parse -> (seq readable: dedup -> duplicate / conflict)
- *   -> unknown_device -> signature -> schema/range of the header
+ *   too_large -> parse -> (seq readable: dedup: duplicate) -> unknown_device
+ *   -> signature -> (dedup: conflict) -> schema/range of the header
  *   -> binding -> readings (schema/unsupported/unit/range) -> commit.
- * Dedup comes before the registry so that a resend of an accepted message
- * is answered `duplicate` even if the device was deregistered since.
- * All validation happens before the first write; writes fail only for
- * storage reasons, which abort the whole transaction.
+ * A resend of an accepted message is answered `duplicate` before anything
+ * else (even if the device was deregistered since); `conflict` is only
+ * answered once the message passed the signature check, so an unsigned
+ * payload cannot pose as a keyed device's conflicting resend.
+ * Each message runs inside a SAVEPOINT: validation happens before the first
+ * write, and if anything fails after it, the message's writes are rolled
+ * back and it is answered `internal` instead — never a receipt for
+ * half-written data. Storage errors abort the whole transaction.
  */
 #include "eg_ingest.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,7 +35,6 @@
 #include "eg_topics.h"
 
 #define KEY_CACHE 1024
-#define MAX_GROUPS 4096
 
 struct key_slot {
     char id[EG_ID_MAX];
@@ -50,7 +54,7 @@ struct eg_ingest {
     struct eg_chain *chain;
     uint64_t next_seq, committed_seq;
     struct group *groups;
-    int ngroups, last_group;
+    int ngroups, max_groups, last_group;
     struct key_slot *keys;
     struct eg_ingest_stats stats, committed_stats;
 };
@@ -69,8 +73,13 @@ static cJSON *group_for(struct eg_ingest *ig, const char *topic)
             return ig->groups[i].receipts;
         }
     }
-    if (ig->ngroups >= MAX_GROUPS)
-        return NULL;
+    if (ig->ngroups >= ig->max_groups) {
+        struct group *ng = realloc(ig->groups, (size_t)ig->max_groups * 2 * sizeof *ng);
+        if (!ng)
+            return NULL;
+        ig->groups = ng;
+        ig->max_groups *= 2;
+    }
     g = &ig->groups[ig->ngroups];
     g->topic = strdup(topic);
     g->receipts = cJSON_CreateArray();
@@ -129,126 +138,41 @@ static eg_err add_entry_ref(struct eg_ingest *ig, cJSON *arr, uint64_t seq, cons
 
 /* ---- context of one message ------------------------------------------- */
 
+#define MSGID_MAX 200
+
 struct msgctx {
     const struct eg_msg *m;
-    const char *src_type; /* "device" */
-    const char *src_id;
-    char receipts_topic[256];
-    char msg_id[24];
+    const char *src_type; /* "device" | "hospital" */
+    const char *src_id;   /* a valid SPEC §2 id, or "(invalid)" */
+    char receipts_topic[512];
+    char msg_id[MSGID_MAX];
     int have_msg_id;
+    int hl7;              /* an HL7 v2 message: receipts carry "hl7_ack" */
+    int sig_checked;      /* the source has a key and m's signature verified */
+    const char *pubkey;   /* the source's registered key, if looked up */
     uint8_t sha[32];
 };
 
-static eg_err reject(struct eg_ingest *ig, struct msgctx *c, const struct eg_error *err)
-{
-    char source[96];
-    int evicted = 0;
-    cJSON *arr, *r, *eo;
-    eg_err rc;
+/* Hook for format-specific receipt members (HL7 ACKs); EG_OK if none. */
+static eg_err add_ack(struct msgctx *c, cJSON *r, const char *status, eg_err code,
+                      const char *detail);
 
-    snprintf(source, sizeof source, "%s:%s", c->src_type, c->src_id);
-    rc = eg_quarantine_put(ig->st, ig->v, c->m, source, eg_wire_code(err->code), err->detail,
-                           ig->cfg->quarantine_quota, &evicted);
-    if (rc != EG_OK)
-        return rc;
-    if (evicted) {
-        ig->stats.quarantine_evicted += (uint64_t)evicted;
-        log_msg(EG_LOG_WARN, "quarantine quota of %s reached: %d oldest row(s) dropped", source,
-                evicted);
-    }
-    if (!(arr = group_for(ig, c->receipts_topic)))
-        return EG_E_NOMEM;
-    if (!(r = receipt_new(c->have_msg_id ? c->msg_id : NULL, c->sha, "rejected")))
-        return EG_E_NOMEM;
-    eo = cJSON_AddObjectToObject(r, "error");
-    if (!eo || !cJSON_AddStringToObject(eo, "code", eg_wire_code(err->code)) ||
-        !cJSON_AddStringToObject(eo, "detail", err->detail)) {
+/* Queues a receipt object (consumed). */
+static eg_err push_receipt(struct eg_ingest *ig, struct msgctx *c, cJSON *r)
+{
+    cJSON *arr = group_for(ig, c->receipts_topic);
+    if (!arr) {
         cJSON_Delete(r);
         return EG_E_NOMEM;
     }
     cJSON_AddItemToArray(arr, r);
-    ig->stats.rejected++;
-    log_msg(EG_LOG_INFO, "rejected %s:%s msg %s: %s", c->src_type, c->src_id,
-            c->have_msg_id ? c->msg_id : "-", eg_wire_code(err->code));
     return EG_OK;
 }
 
-static int is_storage_error(eg_err rc)
-{
-    return rc == EG_E_DB || rc == EG_E_DB_FULL || rc == EG_E_NOMEM || rc == EG_E_CRYPTO;
-}
+/* ---- signatures ---------------------------------------------------------- */
 
-/* Looks up (source, msg_id). 0: not seen; 1: same bytes (receipt added);
- * 2: other bytes (conflict). <0: storage error (negated eg_err). */
-static int dedup(struct eg_ingest *ig, struct msgctx *c)
-{
-    sqlite3_stmt *s = eg_store_stmt(ig->st, "SELECT payload_sha256, first_seq, count FROM msgs"
-                                            " WHERE source_type = ?1 AND source_id = ?2"
-                                            " AND msg_id = ?3");
-    uint64_t first;
-    int64_t count;
-    int rc, same;
-    cJSON *arr, *r, *entries;
-
-    if (!s)
-        return -EG_E_DB;
-    sqlite3_bind_text(s, 1, c->src_type, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, c->src_id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 3, c->msg_id, -1, SQLITE_STATIC);
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_DONE) {
-        sqlite3_reset(s);
-        return 0;
-    }
-    if (rc != SQLITE_ROW) {
-        sqlite3_reset(s);
-        return -(int)eg_store_err(rc);
-    }
-    same = sqlite3_column_bytes(s, 0) == 32 && memcmp(sqlite3_column_blob(s, 0), c->sha, 32) == 0;
-    first = (uint64_t)sqlite3_column_int64(s, 1);
-    count = sqlite3_column_int64(s, 2);
-    sqlite3_reset(s);
-    if (!same)
-        return 2;
-    if (!(arr = group_for(ig, c->receipts_topic)) ||
-        !(r = receipt_new(c->msg_id, c->sha, "duplicate")))
-        return -EG_E_NOMEM;
-    cJSON_AddItemToArray(arr, r);
-    if (!(entries = cJSON_AddArrayToObject(r, "entries")))
-        return -EG_E_NOMEM;
-    for (int64_t i = 0; i < count; i++) {
-        uint8_t leaf[32];
-        eg_err erc = eg_entry_leaf(ig->st, first + (uint64_t)i, leaf);
-        if (erc != EG_OK)
-            return -(int)(erc == EG_E_NOT_FOUND ? EG_E_DB : erc);
-        if ((erc = add_entry_ref(ig, entries, first + (uint64_t)i, leaf)) != EG_OK)
-            return -(int)erc;
-    }
-    ig->stats.duplicates++;
-    return 1;
-}
-
-static eg_err record_msg(struct eg_ingest *ig, struct msgctx *c, uint64_t first, size_t count)
-{
-    sqlite3_stmt *s = eg_store_stmt(ig->st, "INSERT INTO msgs(source_type, source_id, msg_id,"
-                                            " payload_sha256, first_seq, count, received_at)"
-                                            " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)");
-    int rc;
-    if (!s)
-        return EG_E_DB;
-    sqlite3_bind_text(s, 1, c->src_type, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, c->src_id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 3, c->msg_id, -1, SQLITE_STATIC);
-    sqlite3_bind_blob(s, 4, c->sha, 32, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 5, (sqlite3_int64)first);
-    sqlite3_bind_int64(s, 6, (sqlite3_int64)count);
-    sqlite3_bind_int64(s, 7, c->m->received_ms);
-    rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    return rc == SQLITE_DONE ? EG_OK : eg_store_err(rc);
-}
-
-/* Verifies the SPEC §3 signature against a PEM key, caching parsed keys. */
+/* Verifies the SPEC §3 signature against a PEM key, caching parsed keys.
+ * With err NULL it only answers EG_OK or EG_E_SIGNATURE. */
 static eg_err check_sig(struct eg_ingest *ig, const char *id, const char *pem,
                         const struct eg_msg *m, struct eg_error *err)
 {
@@ -279,6 +203,237 @@ static eg_err check_sig(struct eg_ingest *ig, const char *id, const char *pem,
     return EG_OK;
 }
 
+/* The quarantine bucket of a rejection: "device:D1". A source with a
+ * registered key whose signature did not verify goes to
+ * "device:D1:unverified", so that unauthenticated junk cannot push a keyed
+ * source's genuine rejections out of its quota. */
+static void quarantine_source(struct eg_ingest *ig, struct msgctx *c, char *buf, size_t size)
+{
+    const char *pem = c->pubkey;
+    struct eg_device_rec d;
+    struct eg_hospital_rec hr;
+    int unverified = 0;
+
+    if (!pem && strcmp(c->src_id, "(invalid)") != 0) {
+        if (strcmp(c->src_type, "device") == 0 && eg_registry_device(ig->st, c->src_id, &d) == EG_OK)
+            pem = d.pubkey;
+        else if (strcmp(c->src_type, "hospital") == 0 &&
+                 eg_registry_hospital(ig->st, c->src_id, &hr) == EG_OK)
+            pem = hr.pubkey;
+    }
+    if (pem && pem[0] && !c->sig_checked)
+        unverified = check_sig(ig, c->src_id, pem, c->m, NULL) != EG_OK;
+    snprintf(buf, size, "%s:%s%s", c->src_type, c->src_id, unverified ? ":unverified" : "");
+}
+
+/* ---- rejections ---------------------------------------------------------- */
+
+static eg_err reject(struct eg_ingest *ig, struct msgctx *c, const struct eg_error *err)
+{
+    char source[160];
+    int evicted = 0;
+    cJSON *r, *eo;
+    eg_err rc;
+
+    quarantine_source(ig, c, source, sizeof source);
+    rc = eg_quarantine_put(ig->st, ig->v, c->m, source, eg_wire_code(err->code), err->detail,
+                           ig->cfg, &evicted);
+    if (rc != EG_OK)
+        return rc;
+    if (evicted) {
+        ig->stats.quarantine_evicted += (uint64_t)evicted;
+        log_msg(EG_LOG_WARN, "quarantine quota of %s reached: %d oldest row(s) dropped", source,
+                evicted);
+    }
+    if (!(r = receipt_new(c->have_msg_id ? c->msg_id : NULL, c->sha, "rejected")))
+        return EG_E_NOMEM;
+    eo = cJSON_AddObjectToObject(r, "error");
+    if (!eo || !cJSON_AddStringToObject(eo, "code", eg_wire_code(err->code)) ||
+        !cJSON_AddStringToObject(eo, "detail", err->detail) ||
+        add_ack(c, r, "rejected", err->code, err->detail) != EG_OK) {
+        cJSON_Delete(r);
+        return EG_E_NOMEM;
+    }
+    if ((rc = push_receipt(ig, c, r)) != EG_OK)
+        return rc;
+    ig->stats.rejected++;
+    log_msg(EG_LOG_INFO, "rejected %s:%s msg %s: %s", c->src_type, c->src_id,
+            c->have_msg_id ? c->msg_id : "-", eg_wire_code(err->code));
+    return EG_OK;
+}
+
+static int is_storage_error(eg_err rc)
+{
+    return rc == EG_E_DB || rc == EG_E_DB_FULL || rc == EG_E_NOMEM;
+}
+
+/* ---- idempotence (SPEC §7) --------------------------------------------- */
+
+struct seen {
+    int found, same;
+    uint64_t first;
+    int64_t count;
+};
+
+static eg_err dedup_lookup(struct eg_ingest *ig, struct msgctx *c, struct seen *s)
+{
+    sqlite3_stmt *q = eg_store_stmt(ig->st, "SELECT payload_sha256, first_seq, count FROM msgs"
+                                            " WHERE source_type = ?1 AND source_id = ?2"
+                                            " AND msg_id = ?3");
+    int rc;
+    memset(s, 0, sizeof *s);
+    if (!q)
+        return EG_E_DB;
+    sqlite3_bind_text(q, 1, c->src_type, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, c->src_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 3, c->msg_id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        s->found = 1;
+        s->same = sqlite3_column_bytes(q, 0) == 32 &&
+                  memcmp(sqlite3_column_blob(q, 0), c->sha, 32) == 0;
+        s->first = (uint64_t)sqlite3_column_int64(q, 1);
+        s->count = sqlite3_column_int64(q, 2);
+    }
+    sqlite3_reset(q);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? EG_OK : eg_store_err(rc);
+}
+
+/* The `duplicate` receipt with the original entries. */
+static eg_err duplicate(struct eg_ingest *ig, struct msgctx *c, const struct seen *s)
+{
+    cJSON *r = receipt_new(c->msg_id, c->sha, "duplicate"), *entries;
+    eg_err rc = EG_OK;
+    if (!r || !(entries = cJSON_AddArrayToObject(r, "entries"))) {
+        cJSON_Delete(r);
+        return EG_E_NOMEM;
+    }
+    for (int64_t i = 0; i < s->count && rc == EG_OK; i++) {
+        uint8_t leaf[32];
+        rc = eg_entry_leaf(ig->st, s->first + (uint64_t)i, leaf);
+        if (rc == EG_E_NOT_FOUND)
+            rc = EG_E_DB; /* a msgs row without its entries: the store is damaged */
+        if (rc == EG_OK)
+            rc = add_entry_ref(ig, entries, s->first + (uint64_t)i, leaf);
+    }
+    if (rc == EG_OK)
+        rc = add_ack(c, r, "duplicate", EG_OK, NULL);
+    if (rc != EG_OK) {
+        cJSON_Delete(r);
+        return rc;
+    }
+    if ((rc = push_receipt(ig, c, r)) != EG_OK)
+        return rc;
+    /* a replayed row that had been accepted meanwhile is done too */
+    if (c->m->quarantine_id > 0 &&
+        (rc = eg_quarantine_done(ig->st, c->m->quarantine_id, "duplicate")) != EG_OK)
+        return rc;
+    ig->stats.duplicates++;
+    return EG_OK;
+}
+
+static eg_err record_msg(struct eg_ingest *ig, struct msgctx *c, uint64_t first, size_t count)
+{
+    sqlite3_stmt *s = eg_store_stmt(ig->st, "INSERT INTO msgs(source_type, source_id, msg_id,"
+                                            " payload_sha256, first_seq, count, received_at)"
+                                            " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+    int rc;
+    if (!s)
+        return EG_E_DB;
+    sqlite3_bind_text(s, 1, c->src_type, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, c->src_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, c->msg_id, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 4, c->sha, 32, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 5, (sqlite3_int64)first);
+    sqlite3_bind_int64(s, 6, (sqlite3_int64)count);
+    sqlite3_bind_int64(s, 7, c->m->received_ms);
+    rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? EG_OK : eg_store_err(rc);
+}
+
+/* ---- committing an accepted message ------------------------------------- */
+
+/* One observation to store. */
+struct obs_out {
+    const cJSON *resource;
+    const char *patient;
+    const char *category;
+    int64_t effective_ms;
+};
+
+/*
+ * Writes the entries, the dedup row and the `accepted` receipt of one
+ * message inside a SAVEPOINT. A storage error is returned as is (the whole
+ * transaction rolls back); any other failure rolls back to the savepoint and
+ * is returned so the caller can answer `internal`.
+ */
+static eg_err commit_accepted(struct eg_ingest *ig, struct msgctx *c, const struct obs_out *o,
+                              size_t n)
+{
+    uint64_t first = ig->next_seq;
+    cJSON *r = NULL, *entries;
+    eg_err rc;
+    struct eg_error e;
+
+    if ((rc = eg_store_exec(ig->st, "SAVEPOINT msg", &e)) != EG_OK)
+        return rc;
+    if (!(r = receipt_new(c->msg_id, c->sha, "accepted")) ||
+        !(entries = cJSON_AddArrayToObject(r, "entries"))) {
+        rc = EG_E_NOMEM;
+        goto fail;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint8_t leaf[32];
+        struct eg_entry_in in = {
+            .kind = "observation",
+            .patient = o[i].patient,
+            .category = o[i].category,
+            .src_type = c->src_type,
+            .src_id = c->src_id,
+            .msg_id = c->msg_id,
+            .received_at = c->m->received_ms,
+            .effective_at = o[i].effective_ms,
+            .resource = o[i].resource,
+        };
+        if ((rc = eg_entry_append(ig->st, ig->v, ig->cfg->name, ig->next_seq, &in, leaf)) !=
+            EG_OK)
+            goto fail;
+        if (ig->chain && (rc = eg_chain_add(ig->chain, ig->next_seq, leaf)) != EG_OK)
+            goto fail;
+        if ((rc = add_entry_ref(ig, entries, ig->next_seq, leaf)) != EG_OK)
+            goto fail;
+        ig->next_seq++;
+    }
+    if ((rc = add_ack(c, r, "accepted", EG_OK, NULL)) != EG_OK ||
+        (rc = record_msg(ig, c, first, n)) != EG_OK)
+        goto fail;
+    if (c->m->quarantine_id > 0 &&
+        (rc = eg_quarantine_done(ig->st, c->m->quarantine_id, "accepted")) != EG_OK)
+        goto fail;
+    if ((rc = eg_store_exec(ig->st, "RELEASE msg", &e)) != EG_OK)
+        goto fail;
+    rc = push_receipt(ig, c, r);
+    r = NULL;
+    if (rc != EG_OK)
+        return rc;
+    ig->stats.entries += n;
+    ig->stats.accepted++;
+    return EG_OK;
+fail:
+    cJSON_Delete(r);
+    ig->next_seq = first;
+    if (is_storage_error(rc))
+        return rc;
+    /* undo this message's writes, keep the transaction */
+    if (eg_store_exec(ig->st, "ROLLBACK TO msg", &e) != EG_OK ||
+        eg_store_exec(ig->st, "RELEASE msg", &e) != EG_OK)
+        return EG_E_DB;
+    if (ig->chain && eg_chain_abort_to(ig->chain, first) != EG_OK)
+        return EG_E_DB;
+    return rc;
+}
+
 /* ---- device telemetry (SPEC §4) --------------------------------------- */
 
 static eg_err telemetry(struct eg_ingest *ig, struct msgctx *c)
@@ -287,12 +442,12 @@ static eg_err telemetry(struct eg_ingest *ig, struct msgctx *c)
     struct eg_device_rec dev;
     struct eg_telemetry t;
     struct eg_obs obs[EG_MAX_READINGS];
+    struct obs_out out[EG_MAX_READINGS];
+    struct seen seen = {0};
     size_t nobs = 0;
     char patient[EG_ID_MAX];
-    cJSON *root = NULL, *arr, *r, *entries;
-    uint64_t first;
+    cJSON *root = NULL;
     eg_err rc = EG_OK;
-    int d;
 
     if (c->m->len > (size_t)ig->cfg->max_payload_bytes) {
         eg_fail(&err, EG_E_TOO_LARGE, "payload: %zu bytes exceed max_payload_bytes %lld",
@@ -300,7 +455,7 @@ static eg_err telemetry(struct eg_ingest *ig, struct msgctx *c)
         return reject(ig, c, &err);
     }
     if (egjson_parse(c->m->payload, c->m->len, &root, &err) != EG_OK)
-        return reject(ig, c, &err);
+        return err.code == EG_E_NOMEM ? EG_E_NOMEM : reject(ig, c, &err);
     if (!cJSON_IsObject(root)) {
         eg_fail(&err, EG_E_SCHEMA, "payload: must be a JSON object");
         goto rejected;
@@ -313,37 +468,42 @@ static eg_err telemetry(struct eg_ingest *ig, struct msgctx *c)
         }
     }
     if (c->have_msg_id) {
-        d = dedup(ig, c);
-        if (d < 0) {
-            rc = (eg_err)-d;
+        if ((rc = dedup_lookup(ig, c, &seen)) != EG_OK)
             goto out;
-        }
-        if (d == 1)
+        if (seen.found && seen.same) {
+            rc = duplicate(ig, c, &seen);
             goto out;
-        if (d == 2) {
-            eg_fail(&err, EG_E_CONFLICT,
-                    "seq: %s was already accepted from %s with other payload bytes", c->msg_id,
-                    c->src_id);
-            goto rejected;
         }
     }
     rc = eg_registry_device(ig->st, c->src_id, &dev);
     if (rc == EG_E_UNKNOWN_DEVICE) {
+        rc = EG_OK;
         eg_fail(&err, EG_E_UNKNOWN_DEVICE, "device: %s is not registered", c->src_id);
         goto rejected;
     }
     if (rc != EG_OK)
         goto out;
+    c->pubkey = dev.pubkey;
     if (dev.type < 0) {
         eg_fail(&err, EG_E_INTERNAL, "device: %s has an unknown type in the registry", c->src_id);
         goto rejected;
     }
-    if (dev.pubkey[0] && check_sig(ig, c->src_id, dev.pubkey, c->m, &err) != EG_OK)
+    if (dev.pubkey[0]) {
+        if (check_sig(ig, c->src_id, dev.pubkey, c->m, &err) != EG_OK)
+            goto rejected;
+        c->sig_checked = 1;
+    }
+    if (seen.found) {
+        eg_fail(&err, EG_E_CONFLICT,
+                "seq: %s was already accepted from %s with other payload bytes", c->msg_id,
+                c->src_id);
         goto rejected;
+    }
     if (eg_telemetry_parse(root, c->m->received_ms, &t, &err) != EG_OK)
         goto rejected;
     rc = eg_registry_binding_at(ig->st, c->src_id, t.ts_ms, patient);
     if (rc == EG_E_BINDING) {
+        rc = EG_OK;
         eg_fail(&err, EG_E_BINDING, "ts: device %s is bound to no patient at that time",
                 c->src_id);
         goto rejected;
@@ -356,50 +516,24 @@ static eg_err telemetry(struct eg_ingest *ig, struct msgctx *c)
         goto rejected;
     }
     if (eg_telemetry_normalize(&t, (enum eg_device_type)dev.type, c->src_id, patient, obs, &nobs,
-                               &err) != EG_OK)
+                               &err) != EG_OK) {
+        if (err.code == EG_E_NOMEM) {
+            rc = EG_E_NOMEM;
+            goto out;
+        }
         goto rejected;
-
-    /* accepted: every write below fails only for storage reasons */
-    if (!(arr = group_for(ig, c->receipts_topic)) ||
-        !(r = receipt_new(c->msg_id, c->sha, "accepted"))) {
-        rc = EG_E_NOMEM;
-        goto out;
     }
-    cJSON_AddItemToArray(arr, r);
-    if (!(entries = cJSON_AddArrayToObject(r, "entries"))) {
-        rc = EG_E_NOMEM;
-        goto out;
-    }
-    first = ig->next_seq;
     for (size_t i = 0; i < nobs; i++) {
-        uint8_t leaf[32];
-        struct eg_entry_in in = {
-            .kind = "observation",
-            .patient = patient,
-            .category = obs[i].category,
-            .src_type = c->src_type,
-            .src_id = c->src_id,
-            .msg_id = c->msg_id,
-            .received_at = c->m->received_ms,
-            .effective_at = t.ts_ms,
-            .resource = obs[i].resource,
-        };
-        rc = eg_entry_append(ig->st, ig->v, ig->cfg->name, ig->next_seq, &in, leaf);
-        if (rc == EG_OK && ig->chain)
-            rc = eg_chain_add(ig->chain, ig->next_seq, leaf);
-        if (rc != EG_OK)
-            goto out;
-        if ((rc = add_entry_ref(ig, entries, ig->next_seq, leaf)) != EG_OK)
-            goto out;
-        ig->next_seq++;
-        ig->stats.entries++;
+        out[i].resource = obs[i].resource;
+        out[i].patient = patient;
+        out[i].category = obs[i].category;
+        out[i].effective_ms = t.ts_ms;
     }
-    if ((rc = record_msg(ig, c, first, nobs)) != EG_OK)
+    rc = commit_accepted(ig, c, out, nobs);
+    if (rc == EG_OK || is_storage_error(rc))
         goto out;
-    if (c->m->quarantine_id > 0 && (rc = eg_quarantine_done(ig->st, c->m->quarantine_id)) != EG_OK)
-        goto out;
-    ig->stats.accepted++;
-    goto out;
+    eg_fail(&err, EG_E_INTERNAL, "internal: could not store the message (%s)", eg_strerror(rc));
+    rc = EG_OK;
 
 rejected:
     rc = reject(ig, c, &err);
@@ -409,16 +543,37 @@ out:
     return rc;
 }
 
+/* ---- HL7 ACKs ------------------------------------------------------------ */
+
+static eg_err add_ack(struct msgctx *c, cJSON *r, const char *status, eg_err code,
+                      const char *detail)
+{
+    (void)c;
+    (void)r;
+    (void)status;
+    (void)code;
+    (void)detail;
+    return EG_OK;
+}
+
 /* ---- public ------------------------------------------------------------ */
+
+static void ctx_init(struct msgctx *c, const struct eg_msg *m)
+{
+    memset(c, 0, sizeof *c);
+    c->m = m;
+    eg_sha256(m->payload, m->len, c->sha);
+}
 
 eg_err eg_ingest_process(struct eg_ingest *ig, const struct eg_msg *m)
 {
     struct msgctx c;
+    struct eg_error err;
     char id[65];
+    const char *family;
     eg_err rc;
 
-    memset(&c, 0, sizeof c);
-    c.m = m;
+    ctx_init(&c, m);
     ig->stats.msgs++;
     switch (eg_topic_parse(ig->cfg->topic_prefix, m->topic, id)) {
     case EG_T_DEVICE_TELEMETRY:
@@ -426,48 +581,127 @@ eg_err eg_ingest_process(struct eg_ingest *ig, const struct eg_msg *m)
         c.src_id = id;
         eg_topic_device_receipts(c.receipts_topic, sizeof c.receipts_topic,
                                  ig->cfg->topic_prefix, id);
-        eg_sha256(m->payload, m->len, c.sha);
         rc = telemetry(ig, &c);
         break;
     case EG_T_ANCHOR_REQUEST:
         /* auditors' requests: read-only, answered through the outbox */
+        if (strcmp(id, ig->cfg->name) != 0)
+            return EG_OK;
+        if (m->quarantine_id > 0)
+            return eg_quarantine_done(ig->st, m->quarantine_id, "not replayable");
         return eg_api_anchor(ig->st, ig->cfg, m);
     default:
-        /* not subscribed to; nothing to answer on */
-        log_msg(EG_LOG_WARN, "message on an unexpected topic ignored");
-        return EG_OK;
-    }
-    if (rc != EG_OK && !is_storage_error(rc)) {
-        struct eg_error err;
-        eg_fail(&err, EG_E_INTERNAL, "internal: %s", eg_strerror(rc));
+        /* a source topic with an invalid id: still answered (SPEC §2, §13) */
+        family = eg_topic_source_raw(ig->cfg->topic_prefix, m->topic, c.receipts_topic,
+                                     sizeof c.receipts_topic);
+        if (!family) {
+            log_msg(EG_LOG_WARN, "message on an unexpected topic ignored");
+            if (m->quarantine_id > 0)
+                return eg_quarantine_done(ig->st, m->quarantine_id, "not replayable");
+            return EG_OK;
+        }
+        c.src_type = family;
+        c.src_id = "(invalid)";
+        eg_fail(&err, EG_E_SCHEMA, "topic: the %s id must be 1-64 characters of A-Z a-z 0-9 . _ -",
+                family);
         rc = reject(ig, &c, &err);
+        break;
     }
     return rc;
 }
 
+eg_err eg_ingest_reject_internal(struct eg_ingest *ig, const struct eg_msg *m)
+{
+    struct msgctx c;
+    struct eg_error err;
+    char id[65];
+
+    ctx_init(&c, m);
+    switch (eg_topic_parse(ig->cfg->topic_prefix, m->topic, id)) {
+    case EG_T_DEVICE_TELEMETRY:
+        c.src_type = "device";
+        eg_topic_device_receipts(c.receipts_topic, sizeof c.receipts_topic,
+                                 ig->cfg->topic_prefix, id);
+        break;
+    case EG_T_HOSPITAL_RECORDS:
+        c.src_type = "hospital";
+        eg_topic_hospital_receipts(c.receipts_topic, sizeof c.receipts_topic,
+                                   ig->cfg->topic_prefix, id);
+        break;
+    default:
+        return EG_OK; /* requests are not receipted */
+    }
+    c.src_id = id;
+    eg_fail(&err, EG_E_INTERNAL, "internal: the gateway could not process this message; it is "
+                                 "kept in quarantine");
+    return reject(ig, &c, &err);
+}
+
+/*
+ * One outbox message per receipts topic per transaction, split so that none
+ * exceeds receipt_max_bytes (a device's MQTT Maximum Packet Size may be
+ * small, and a broker drops a larger message while still acknowledging it);
+ * a single receipt larger than that still goes alone.
+ */
 eg_err eg_ingest_flush(struct eg_ingest *ig)
 {
-    for (int i = 0; i < ig->ngroups; i++) {
-        cJSON *o = cJSON_CreateObject();
-        char *text;
-        size_t len;
-        eg_err rc;
-        if (!o || !cJSON_AddStringToObject(o, "gateway", ig->cfg->name)) {
-            cJSON_Delete(o);
-            return EG_E_NOMEM;
+    char head[128];
+    size_t hl = (size_t)snprintf(head, sizeof head, "{\"gateway\":\"%s\",\"receipts\":[",
+                                 ig->cfg->name);
+    eg_err rc = EG_OK;
+
+    for (int i = 0; i < ig->ngroups && rc == EG_OK; i++) {
+        char *buf = NULL;
+        size_t len = 0, cap = 0, count = 0;
+        cJSON *r;
+        cJSON_ArrayForEach(r, ig->groups[i].receipts)
+        {
+            size_t rl;
+            char *text = egjson_print(r, &rl);
+            if (!text) {
+                rc = EG_E_NOMEM;
+                break;
+            }
+            if (count && len + 1 + rl + 2 > (size_t)ig->cfg->receipt_max_bytes) {
+                memcpy(buf + len, "]}", 2);
+                rc = eg_outbox_put(ig->st, ig->groups[i].topic, buf, len + 2, 1, 0, NULL);
+                len = 0;
+                count = 0;
+            }
+            if (rc == EG_OK && len + rl + hl + 4 > cap) {
+                size_t ncap = (len + rl + hl + 4) * 2;
+                char *nb = realloc(buf, ncap);
+                if (!nb)
+                    rc = EG_E_NOMEM;
+                else {
+                    buf = nb;
+                    cap = ncap;
+                }
+            }
+            if (rc == EG_OK) {
+                if (count == 0) {
+                    memcpy(buf, head, hl);
+                    len = hl;
+                } else {
+                    buf[len++] = ',';
+                }
+                memcpy(buf + len, text, rl);
+                len += rl;
+                count++;
+            }
+            free(text);
+            if (rc != EG_OK)
+                break;
         }
-        cJSON_AddItemReferenceToObject(o, "receipts", ig->groups[i].receipts);
-        text = egjson_print(o, &len);
-        cJSON_Delete(o);
-        if (!text)
-            return EG_E_NOMEM;
-        rc = eg_outbox_put(ig->st, ig->groups[i].topic, text, len, 1, 0, NULL);
-        free(text);
-        if (rc != EG_OK)
-            return rc;
+        if (rc == EG_OK && count) {
+            memcpy(buf + len, "]}", 2);
+            rc = eg_outbox_put(ig->st, ig->groups[i].topic, buf, len + 2, 1, 0, NULL);
+        }
+        free(buf);
     }
-    groups_clear(ig);
-    return EG_OK;
+    if (rc == EG_OK)
+        groups_clear(ig);
+    return rc;
 }
 
 void eg_ingest_committed(struct eg_ingest *ig)
@@ -498,8 +732,14 @@ eg_err eg_ingest_new(struct eg_store *st, struct eg_vault *v, const struct eg_co
     struct eg_ingest *ig = calloc(1, sizeof *ig);
     eg_err rc;
     *out = NULL;
-    if (!ig || !(ig->groups = calloc(MAX_GROUPS, sizeof *ig->groups)) ||
-        !(ig->keys = calloc(KEY_CACHE, sizeof *ig->keys))) {
+    if (!ig || !(ig->keys = calloc(KEY_CACHE, sizeof *ig->keys))) {
+        eg_ingest_free(ig);
+        return eg_fail(e, EG_E_NOMEM, "out of memory");
+    }
+    /* at most one receipts topic per message: sized to a batch, grown if a
+     * caller processes more per transaction */
+    ig->max_groups = (int)cfg->batch_max + 128;
+    if (!(ig->groups = calloc((size_t)ig->max_groups, sizeof *ig->groups))) {
         eg_ingest_free(ig);
         return eg_fail(e, EG_E_NOMEM, "out of memory");
     }

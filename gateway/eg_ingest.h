@@ -37,6 +37,10 @@ void eg_ingest_free(struct eg_ingest *ig);
  * back and eg_ingest_abort() called. */
 eg_err eg_ingest_process(struct eg_ingest *ig, const struct eg_msg *m);
 
+/* Answers m `internal` (receipt and quarantine row) without processing it:
+ * for a message that fails every time (inside the caller's transaction). */
+eg_err eg_ingest_reject_internal(struct eg_ingest *ig, const struct eg_msg *m);
+
 /* Writes the buffered receipts to the outbox (inside the transaction). */
 eg_err eg_ingest_flush(struct eg_ingest *ig);
 /* After COMMIT: the batch is final. */

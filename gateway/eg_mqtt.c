@@ -2,11 +2,13 @@
  * eg_mqtt.c — Paho async MQTT v5 link (see eg_mqtt.h).
  *
  * Threads: Paho calls our callbacks from its own threads. on_message blocks
- * in eg_queue_push() when the intake queue is full; Paho releases its
- * client mutex around the callback, so our publisher can still send. While
- * the reader waits, the socket is not read and TCP flow control holds the
- * broker back — back-pressure without unbounded memory and without
- * returning 0 from the callback.
+ * in eg_queue_push() when the intake queue is full. While it waits, the
+ * socket is not read and TCP flow control holds the broker back —
+ * back-pressure without unbounded memory and without returning 0 from the
+ * callback. Paho's own sends (MQTTAsync_sendMessage from the publisher
+ * thread, keepalive pings) also wait meanwhile, so the invariant that keeps
+ * this deadlock-free is: the pipeline thread, which is what frees queue
+ * space, never calls Paho and never waits for the publisher.
  */
 #include "eg_mqtt.h"
 
@@ -110,7 +112,9 @@ static void on_subscribed(void *context, MQTTAsync_successData5 *r)
         }
     }
     if (r && r->reasonCode >= 0x80) {
-        log_msg(EG_LOG_ERROR, "broker refused subscription (reason 0x%02x)", r->reasonCode);
+        log_msg(EG_LOG_ERROR, "broker refused subscription (reason 0x%02x); retrying",
+                r->reasonCode);
+        MQTTAsync_disconnect(m->client, NULL);
         atomic_store(&m->state, ST_DOWN);
         return;
     }
@@ -136,15 +140,23 @@ static void on_connected(void *context, MQTTAsync_successData5 *r)
     MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
     char *filters[EG_MQTT_MAX_FILTERS];
     int qos[EG_MQTT_MAX_FILTERS];
+    MQTTSubscribe_options so[EG_MQTT_MAX_FILTERS];
     int rc;
 
     log_msg(EG_LOG_INFO, "connected to %s (session %s)", m->o.uri,
             r && r->alt.connect.sessionPresent ? "resumed" : "new");
     atomic_store(&m->state, ST_SUBSCRIBING);
     for (int i = 0; i < m->o.nfilters; i++) {
+        MQTTSubscribe_options init = MQTTSubscribe_options_initializer;
         filters[i] = m->o.filters[i];
         qos[i] = 1;
+        /* retained messages are not input: a retained telemetry or request
+         * would otherwise be processed again at every (re)subscription */
+        so[i] = init;
+        so[i].retainHandling = 2;
     }
+    ro.subscribeOptionsList = so;
+    ro.subscribeOptionsCount = m->o.nfilters;
     ro.onSuccess5 = on_subscribed;
     ro.onFailure5 = on_subscribe_failed;
     ro.context = m;
@@ -221,8 +233,15 @@ void eg_mqtt_close_intake(struct eg_mqtt *m) { atomic_store(&m->intake_open, 0);
 static void on_sent(void *context, MQTTAsync_successData5 *r)
 {
     struct send_ctx *sc = context;
-    int ok = !r || r->reasonCode < 0x80;
-    sc->done(sc->ctx, ok);
+    /* a PUBACK with a reason code >= 0x80 is the broker's final refusal
+     * (e.g. 0x87 not authorized): reported as such, not as a failed send */
+    if (r && r->reasonCode >= 0x80) {
+        log_msg(EG_LOG_ERROR, "broker refused a message on %s (reason 0x%02x)",
+                r->alt.pub.destinationName ? r->alt.pub.destinationName : "?", r->reasonCode);
+        sc->done(sc->ctx, EG_MQTT_REFUSED);
+    } else {
+        sc->done(sc->ctx, EG_MQTT_ACKED);
+    }
     free(sc);
 }
 
@@ -230,7 +249,7 @@ static void on_send_failed(void *context, MQTTAsync_failureData5 *r)
 {
     struct send_ctx *sc = context;
     (void)r;
-    sc->done(sc->ctx, 0);
+    sc->done(sc->ctx, EG_MQTT_FAILED);
     free(sc);
 }
 
@@ -279,7 +298,8 @@ static int props_from_json(MQTTProperties *props, const char *json)
 }
 
 int eg_mqtt_publish(struct eg_mqtt *m, const char *topic, const void *payload, size_t len, int qos,
-                    int retain, const char *props, void (*done)(void *ctx, int ok), void *ctx)
+                    int retain, const char *props, void (*done)(void *ctx, int outcome),
+                    void *ctx)
 {
     MQTTAsync_message msg = MQTTAsync_message_initializer;
     MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;

@@ -47,13 +47,18 @@ int eg_mqtt_ready(struct eg_mqtt *m);
 /* Connection generation: changes at every (re)connect. */
 uint64_t eg_mqtt_generation(struct eg_mqtt *m);
 
+/* Outcome of a publish, passed to done(). */
+enum { EG_MQTT_FAILED = 0, EG_MQTT_ACKED = 1, EG_MQTT_REFUSED = 2 };
+
 /* Sends a message. props is the outbox's JSON
  * ({"user":[[name,value],...],"resp":"topic","corr":"hex"}) or NULL.
- * done(ctx, ok) is called once from a Paho thread when the broker has
- * acknowledged it (ok = 1) or the send failed (ok = 0); for QoS 0 when it
- * was written. Returns 0 if queued (done will be called), -1 if not. */
+ * done(ctx, outcome) is called once from a Paho thread: EG_MQTT_ACKED when
+ * the broker acknowledged it (for QoS 0: when it was written),
+ * EG_MQTT_REFUSED when its PUBACK carried a failure reason code (final),
+ * EG_MQTT_FAILED when the send failed (retry). Returns 0 if queued (done will be called), -1 if not. */
 int eg_mqtt_publish(struct eg_mqtt *m, const char *topic, const void *payload, size_t len, int qos,
-                    int retain, const char *props, void (*done)(void *ctx, int ok), void *ctx);
+                    int retain, const char *props, void (*done)(void *ctx, int outcome),
+                    void *ctx);
 
 /* Stops taking messages: arriving ones are not queued (they are not
  * receipted, so publishers resend them). */

@@ -94,6 +94,20 @@ eg_err eg_outbox_delete(struct eg_store *st, const int64_t *ids, size_t n)
     return EG_OK;
 }
 
+int64_t eg_outbox_max_id(struct eg_store *st)
+{
+    /* AUTOINCREMENT: sqlite_sequence holds the highest id ever used */
+    sqlite3_stmt *s = eg_store_stmt(st, "SELECT coalesce((SELECT seq FROM sqlite_sequence"
+                                        " WHERE name = 'outbox'), 0)");
+    int64_t n = -1;
+    if (!s)
+        return -1;
+    if (sqlite3_step(s) == SQLITE_ROW)
+        n = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return n;
+}
+
 int64_t eg_outbox_pending(struct eg_store *st)
 {
     sqlite3_stmt *s = eg_store_stmt(st, "SELECT count(*) FROM outbox");

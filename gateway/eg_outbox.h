@@ -38,6 +38,9 @@ void eg_outbox_row_clear(struct eg_outbox_row *row);
 /* Deletes acknowledged rows (inside the caller's transaction). */
 eg_err eg_outbox_delete(struct eg_store *st, const int64_t *ids, size_t n);
 
+/* Highest row id ever used (0 if none). -1 on error. */
+int64_t eg_outbox_max_id(struct eg_store *st);
+
 /* Number of rows waiting. -1 on error. */
 int64_t eg_outbox_pending(struct eg_store *st);
 

@@ -29,7 +29,6 @@ struct eg_publisher {
     int inflight;    /* sends of the current generation awaiting an answer */
     uint64_t gen;    /* connection generation the sends belong to */
     int64_t cursor;  /* highest id sent in this pass */
-    int idle;        /* the last fetch found nothing and nothing is in flight */
     uint64_t sent;
     int64_t *acked;  /* acknowledged, not yet handed to the pipeline */
     size_t nacked;
@@ -41,14 +40,16 @@ struct send {
     uint64_t gen;
 };
 
-static void on_done(void *ctx, int ok)
+static void on_done(void *ctx, int outcome)
 {
     struct send *s = ctx;
     struct eg_publisher *p = s->p;
     pthread_mutex_lock(&p->mu);
     if (s->gen == p->gen && p->inflight > 0)
         p->inflight--;
-    if (ok) {
+    /* refused by the broker (logged by eg_mqtt): final, not resent, so one
+     * refused row cannot make the publisher resend everything forever */
+    if (outcome == EG_MQTT_ACKED || outcome == EG_MQTT_REFUSED) {
         p->sent++;
         if (p->nacked < ACKED_MAX)
             p->acked[p->nacked++] = s->id;
@@ -92,7 +93,6 @@ static void *run(void *arg)
         int room, n;
         int64_t after;
         if (!eg_mqtt_ready(p->mqtt)) {
-            p->idle = 0;
             wait_ms(p, 100);
             continue;
         }
@@ -154,7 +154,6 @@ static void *run(void *arg)
             }
             eg_outbox_row_clear(&rows[i]);
         }
-        p->idle = (n == 0 && p->inflight == 0);
         if (n == 0 || p->rewind)
             wait_ms(p, p->rewind ? 200 : 100);
     }
@@ -200,7 +199,6 @@ eg_err eg_publisher_start(const char *db_path, struct eg_mqtt *mqtt, int max_inf
 void eg_publisher_notify(struct eg_publisher *p)
 {
     pthread_mutex_lock(&p->mu);
-    p->idle = 0;
     pthread_cond_broadcast(&p->cond);
     pthread_mutex_unlock(&p->mu);
 }
@@ -216,15 +214,17 @@ size_t eg_publisher_take_acked(struct eg_publisher *p, int64_t *ids, size_t max)
     return n;
 }
 
-int eg_publisher_drain(struct eg_publisher *p, int timeout_ms)
+int eg_publisher_drain(struct eg_publisher *p, int64_t upto_id, int timeout_ms)
 {
     int64_t until = eg_mono_ms() + timeout_ms;
     int rc = -1;
     pthread_mutex_lock(&p->mu);
-    p->idle = 0;
     pthread_cond_broadcast(&p->cond);
     while (eg_mono_ms() < until) {
-        if (p->idle) {
+        /* rows are sent in id order: once the cursor passed upto_id and
+         * nothing is in flight, every row up to it was answered */
+        if (p->cursor >= upto_id && p->inflight == 0 && !p->rewind &&
+            p->gen == eg_mqtt_generation(p->mqtt)) {
             rc = 0;
             break;
         }

@@ -24,9 +24,9 @@ eg_err eg_publisher_start(const char *db_path, struct eg_mqtt *mqtt, int max_inf
 void eg_publisher_notify(struct eg_publisher *p);
 /* Moves up to max acknowledged ids into ids; returns the count. */
 size_t eg_publisher_take_acked(struct eg_publisher *p, int64_t *ids, size_t max);
-/* Waits until every committed row was acknowledged (or timeout). 0 if
- * drained, -1 on timeout. */
-int eg_publisher_drain(struct eg_publisher *p, int timeout_ms);
+/* Waits until every row with id <= upto_id was answered by the broker (or
+ * timeout). 0 if drained, -1 on timeout. */
+int eg_publisher_drain(struct eg_publisher *p, int64_t upto_id, int timeout_ms);
 /* Stops the thread and frees. NULL is a no-op. */
 void eg_publisher_stop(struct eg_publisher *p);
 /* Messages acknowledged by the broker since start. */

@@ -33,16 +33,46 @@ static eg_err evict(struct eg_store *st, const char *source, int64_t quota, int 
     return EG_OK;
 }
 
+/* Drops the oldest rows until the quarantine holds at most max_bytes. */
+static eg_err cap_total(struct eg_store *st, int64_t max_bytes, int *evicted)
+{
+    for (;;) {
+        sqlite3_stmt *s = eg_store_stmt(st, "SELECT bytes FROM quarantine_usage WHERE id = 1");
+        int64_t bytes = 0;
+        int rc;
+        if (!s)
+            return EG_E_DB;
+        if ((rc = sqlite3_step(s)) == SQLITE_ROW)
+            bytes = sqlite3_column_int64(s, 0);
+        sqlite3_reset(s);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+            return eg_store_err(rc);
+        if (bytes <= max_bytes)
+            return EG_OK;
+        s = eg_store_stmt(st, "DELETE FROM quarantine WHERE id IN"
+                              " (SELECT id FROM quarantine ORDER BY id LIMIT 16)");
+        if (!s)
+            return EG_E_DB;
+        rc = sqlite3_step(s);
+        sqlite3_reset(s);
+        if (rc != SQLITE_DONE)
+            return eg_store_err(rc);
+        if (sqlite3_changes(eg_store_db(st)) == 0)
+            return EG_OK;
+        *evicted += sqlite3_changes(eg_store_db(st));
+    }
+}
+
 eg_err eg_quarantine_put(struct eg_store *st, struct eg_vault *v, const struct eg_msg *m,
-                         const char *source, const char *code, const char *detail, int64_t quota,
-                         int *evicted)
+                         const char *source, const char *code, const char *detail,
+                         const struct eg_config *cfg, int *evicted)
 {
     char aad[512];
     uint8_t *ct;
-    size_t ctlen;
+    size_t ctlen, keep;
     sqlite3_stmt *s;
     eg_err rc;
-    int src;
+    int src, more = 0;
 
     *evicted = 0;
     if (m->quarantine_id > 0) {
@@ -59,15 +89,18 @@ eg_err eg_quarantine_put(struct eg_store *st, struct eg_vault *v, const struct e
         return src == SQLITE_DONE ? EG_OK : eg_store_err(src);
     }
     q_aad(m->topic, m->received_ms, aad, sizeof aad);
-    ct = malloc(m->len + EG_GCM_NONCE + EG_GCM_TAG);
+    /* an oversized payload is kept truncated: a rejected sender must not be
+     * able to fill the disk with one message */
+    keep = m->len > (size_t)cfg->max_payload_bytes ? (size_t)cfg->max_payload_bytes : m->len;
+    ct = malloc(keep + EG_GCM_NONCE + EG_GCM_TAG);
     if (!ct)
         return EG_E_NOMEM;
     rc = eg_aead_seal(eg_vault_rng(v), eg_vault_quarantine_key(v), aad, strlen(aad), m->payload,
-                      m->len, ct, m->len + EG_GCM_NONCE + EG_GCM_TAG, &ctlen);
+                      keep, ct, keep + EG_GCM_NONCE + EG_GCM_TAG, &ctlen);
     if (rc != EG_OK)
         goto out;
     s = eg_store_stmt(st, "INSERT INTO quarantine(topic, source, received_at, code, detail, size,"
-                          " sig, ct) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+                          " sig, ct, truncated) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
     if (!s) {
         rc = EG_E_DB;
         goto out;
@@ -81,28 +114,34 @@ eg_err eg_quarantine_put(struct eg_store *st, struct eg_vault *v, const struct e
     if (m->sig)
         sqlite3_bind_text(s, 7, m->sig, -1, SQLITE_STATIC);
     sqlite3_bind_blob(s, 8, ct, (int)ctlen, SQLITE_STATIC);
+    sqlite3_bind_int(s, 9, keep < m->len);
     src = sqlite3_step(s);
     sqlite3_reset(s);
     if (src != SQLITE_DONE) {
         rc = eg_store_err(src);
         goto out;
     }
-    rc = evict(st, source, quota, evicted);
+    rc = evict(st, source, cfg->quarantine_quota, evicted);
+    if (rc == EG_OK) {
+        rc = cap_total(st, cfg->quarantine_max_bytes, &more);
+        *evicted += more;
+    }
 out:
     free(ct);
     return rc;
 }
 
-eg_err eg_quarantine_done(struct eg_store *st, int64_t id)
+eg_err eg_quarantine_done(struct eg_store *st, int64_t id, const char *outcome)
 {
     sqlite3_stmt *s = eg_store_stmt(st, "UPDATE quarantine SET replay = 0, replayed_at = ?2,"
-                                        " code = 'accepted', detail = 'accepted on replay'"
+                                        " code = ?3, detail = ?3 || ' on replay'"
                                         " WHERE id = ?1");
     int rc;
     if (!s)
         return EG_E_DB;
     sqlite3_bind_int64(s, 1, id);
     sqlite3_bind_int64(s, 2, eg_now_ms());
+    sqlite3_bind_text(s, 3, outcome, -1, SQLITE_STATIC);
     rc = sqlite3_step(s);
     sqlite3_reset(s);
     return rc == SQLITE_DONE ? EG_OK : eg_store_err(rc);
@@ -145,9 +184,11 @@ static eg_err decrypt_row(struct eg_vault *v, const char *topic, int64_t receive
 
 struct eg_msg *eg_quarantine_due(struct eg_store *st, struct eg_vault *v, int max)
 {
-    sqlite3_stmt *s = eg_store_stmt(st, "SELECT id, topic, received_at, sig, ct FROM quarantine"
-                                        " WHERE replay = 1 ORDER BY id LIMIT ?1");
+    sqlite3_stmt *s = eg_store_stmt(st, "SELECT id, topic, received_at, sig, ct, truncated"
+                                        " FROM quarantine WHERE replay = 1 ORDER BY id LIMIT ?1");
     struct eg_msg *head = NULL, **tail = &head;
+    int64_t failed[64];
+    int nfailed = 0;
     if (!s)
         return NULL;
     sqlite3_bind_int(s, 1, max);
@@ -161,6 +202,17 @@ struct eg_msg *eg_quarantine_due(struct eg_store *st, struct eg_vault *v, int ma
         if (decrypt_row(v, topic, sqlite3_column_int64(s, 2), sqlite3_column_blob(s, 4),
                         (size_t)sqlite3_column_bytes(s, 4), &pt, &len) != EG_OK) {
             log_msg(EG_LOG_ERROR, "quarantine %lld: cannot decrypt; not replayed", (long long)id);
+            if (nfailed < (int)(sizeof failed / sizeof failed[0]))
+                failed[nfailed++] = id;
+            continue;
+        }
+        if (sqlite3_column_int(s, 5)) {
+            /* only a prefix was kept: replaying it would just fail again */
+            log_msg(EG_LOG_WARN, "quarantine %lld: payload was kept truncated; not replayed",
+                    (long long)id);
+            free(pt);
+            if (nfailed < (int)(sizeof failed / sizeof failed[0]))
+                failed[nfailed++] = id;
             continue;
         }
         m = eg_msg_new(topic, strlen(topic), pt, len, sig, sig ? strlen(sig) : 0, NULL, 0, NULL,
@@ -174,6 +226,16 @@ struct eg_msg *eg_quarantine_due(struct eg_store *st, struct eg_vault *v, int ma
         tail = &m->next;
     }
     sqlite3_reset(s);
+    /* rows that cannot be replayed lose their mark (a write: the caller's
+     * connection is the gateway's only writer and is not in a transaction) */
+    for (int i = 0; i < nfailed; i++) {
+        sqlite3_stmt *u = eg_store_stmt(st, "UPDATE quarantine SET replay = 0 WHERE id = ?1");
+        if (!u)
+            break;
+        sqlite3_bind_int64(u, 1, failed[i]);
+        sqlite3_step(u);
+        sqlite3_reset(u);
+    }
     return head;
 }
 

@@ -13,20 +13,26 @@
 
 #include <stdint.h>
 
+#include "eg_config.h"
 #include "eg_err.h"
 #include "eg_queue.h"
 #include "eg_store.h"
 #include "eg_vault.h"
 
 /* Stores m's payload (inside the caller's transaction). source is e.g.
- * "device:D1". If m->quarantine_id > 0 the existing row is updated
- * instead. *evicted counts rows dropped by the quota. */
+ * "device:D1". A payload larger than cfg->max_payload_bytes is kept
+ * truncated to that size (its real size is recorded). Then at most
+ * cfg->quarantine_quota rows are kept for source and at most
+ * cfg->quarantine_max_bytes in all, the oldest going first. If
+ * m->quarantine_id > 0 the existing row is updated instead. *evicted counts
+ * rows dropped. */
 eg_err eg_quarantine_put(struct eg_store *st, struct eg_vault *v, const struct eg_msg *m,
-                         const char *source, const char *code, const char *detail, int64_t quota,
-                         int *evicted);
+                         const char *source, const char *code, const char *detail,
+                         const struct eg_config *cfg, int *evicted);
 
-/* A replayed row was accepted this time: clear its replay mark. */
-eg_err eg_quarantine_done(struct eg_store *st, int64_t id);
+/* A replayed row was answered this time (outcome: "accepted",
+ * "duplicate", ...): clear its replay mark and record the outcome. */
+eg_err eg_quarantine_done(struct eg_store *st, int64_t id, const char *outcome);
 
 /* ehrctl: marks row id for replay. EG_E_NOT_FOUND if absent. */
 eg_err eg_quarantine_request_replay(struct eg_store *st, int64_t id);

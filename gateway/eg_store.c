@@ -72,6 +72,17 @@ static const char *const migrations[] = {
     /* 1 -> 2: a narrow covering index, so chain verification and proofs scan
      * leaf hashes without reading the wide encrypted rows */
     "CREATE INDEX entries_chain ON entries(seq, leaf_hash, block);",
+    /* 2 -> 3: oversized rejected payloads are kept truncated, and the bytes
+     * the quarantine holds are counted by triggers so a global cap is cheap */
+    "ALTER TABLE quarantine ADD COLUMN truncated INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE quarantine_usage(id INTEGER PRIMARY KEY CHECK (id = 1),"
+    "  bytes INTEGER NOT NULL);"
+    "INSERT INTO quarantine_usage VALUES(1,"
+    "  (SELECT CAST(total(length(ct)) AS INTEGER) FROM quarantine));"
+    "CREATE TRIGGER quarantine_usage_ins AFTER INSERT ON quarantine BEGIN"
+    "  UPDATE quarantine_usage SET bytes = bytes + length(NEW.ct) WHERE id = 1; END;"
+    "CREATE TRIGGER quarantine_usage_del AFTER DELETE ON quarantine BEGIN"
+    "  UPDATE quarantine_usage SET bytes = bytes - length(OLD.ct) WHERE id = 1; END;",
 };
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 

@@ -53,6 +53,33 @@ enum eg_topic_kind eg_topic_parse(const char *prefix, const char *topic, char id
     return EG_T_UNKNOWN;
 }
 
+const char *eg_topic_source_raw(const char *prefix, const char *topic, char *receipts,
+                                size_t size)
+{
+    size_t pl = strlen(prefix);
+    const char *p, *slash, *family, *leaf;
+    int n;
+    if (strncmp(topic, prefix, pl) != 0 || topic[pl] != '/')
+        return NULL;
+    p = topic + pl + 1;
+    if (strncmp(p, "device/", 7) == 0) {
+        family = "device";
+        leaf = "/telemetry";
+        p += 7;
+    } else if (strncmp(p, "hospital/", 9) == 0) {
+        family = "hospital";
+        leaf = "/records";
+        p += 9;
+    } else {
+        return NULL;
+    }
+    slash = strchr(p, '/');
+    if (!slash || strcmp(slash, leaf) != 0)
+        return NULL;
+    n = snprintf(receipts, size, "%s/%s/%.*s/receipts", prefix, family, (int)(slash - p), p);
+    return n < 0 || (size_t)n >= size ? NULL : family;
+}
+
 static int fmt(char *buf, size_t size, const char *a, const char *b, const char *c,
                const char *d)
 {

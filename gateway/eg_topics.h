@@ -18,6 +18,12 @@ enum eg_topic_kind {
  * when it is a valid SPEC §2 id. EG_T_UNKNOWN otherwise. */
 enum eg_topic_kind eg_topic_parse(const char *prefix, const char *topic, char id[65]);
 
+/* For {p}/device/X/telemetry and {p}/hospital/X/records with any single
+ * level X (also one that is not a valid id): writes X's receipts topic and
+ * returns "device" or "hospital"; NULL for anything else. */
+const char *eg_topic_source_raw(const char *prefix, const char *topic, char *receipts,
+                                size_t size);
+
 /* snprintf-style builders; return 0, or -1 if truncated. */
 int eg_topic_device_receipts(char *buf, size_t size, const char *prefix, const char *device_id);
 int eg_topic_hospital_receipts(char *buf, size_t size, const char *prefix,

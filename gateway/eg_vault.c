@@ -120,6 +120,28 @@ static int file_exists(const char *path)
     return stat(path, &sb) == 0;
 }
 
+/* Private keys must not be readable by group or others. */
+static eg_err check_private_mode(const char *path, const char *what, struct eg_error *e)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return eg_fail(e, EG_E_KEY, "%s: cannot open %s: %s", path, what, strerror(errno));
+    if (sb.st_mode & 077)
+        return eg_fail(e, EG_E_KEY, "%s: %s has mode %04o; it must not be readable by group "
+                                    "or others (chmod 600)",
+                       path, what, (unsigned)(sb.st_mode & 07777));
+    return EG_OK;
+}
+
+/* The absolute form of path for the meta table (so ehrctl finds the key
+ * from any directory); path itself if it cannot be resolved. */
+static void abs_path(const char *path, char *out, size_t size)
+{
+    char *r = realpath(path, NULL);
+    snprintf(out, size, "%s", r ? r : path);
+    free(r);
+}
+
 /* Writes PREFIX.pub next to a key file "PREFIX.key" (or "KEYFILE.pub"). */
 static void write_pub_beside(const struct eg_key *k, const char *key_path)
 {
@@ -160,6 +182,8 @@ eg_err eg_vault_open_gateway(struct eg_store *st, const char *key_path,
         write_pub_beside(k, key_path);
         log_msg(EG_LOG_INFO, "created gateway key %s", key_path);
     } else {
+        if ((rc = check_private_mode(key_path, "gateway key", e)) != EG_OK)
+            goto out;
         if ((rc = eg_key_load_private(key_path, &k, e)) != EG_OK) {
             char inner[sizeof e->detail];
             snprintf(inner, sizeof inner, "%s", e->detail);
@@ -199,15 +223,17 @@ eg_err eg_vault_open_gateway(struct eg_store *st, const char *key_path,
             goto out;
         }
         if (!have_gw || !have_mk) {
-            char pem[EG_PEM_PUB_MAX];
+            char pem[EG_PEM_PUB_MAX], kabs[4096], mabs[4096];
+            abs_path(key_path, kabs, sizeof kabs);
+            abs_path(master_path, mabs, sizeof mabs);
             if ((rc = eg_store_begin(st)) != EG_OK)
                 goto out;
             if (eg_key_public_pem(k, pem, sizeof pem) != EG_OK ||
                 eg_store_meta_set(st, "gateway_key_fpr", hex) != EG_OK ||
                 eg_store_meta_set(st, "gateway_pubkey", pem) != EG_OK ||
-                eg_store_meta_set(st, "gateway_key_path", key_path) != EG_OK ||
+                eg_store_meta_set(st, "gateway_key_path", kabs) != EG_OK ||
                 eg_store_meta_set(st, "master_key_fpr", mhex) != EG_OK ||
-                eg_store_meta_set(st, "master_key_path", master_path) != EG_OK ||
+                eg_store_meta_set(st, "master_key_path", mabs) != EG_OK ||
                 (rc = eg_store_commit(st)) != EG_OK) {
                 eg_store_rollback(st);
                 rc = eg_fail(e, rc ? rc : EG_E_DB, "cannot record key fingerprints");

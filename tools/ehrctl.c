@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "eg_block.h"
 #include "eg_chain.h"
@@ -255,6 +256,8 @@ static int cmd_register(struct ctl *c)
             return die(2, "register patient: --mrn \"%s\" must be HOSPITAL:VALUE", mrns[i]);
     if (pubpath && (code = load_pem(pubpath, &pem)) != 0)
         return code;
+    if (access(c->cfg.db, F_OK) != 0)
+        fprintf(stderr, "ehrctl: %s does not exist; creating a new database\n", c->cfg.db);
     if (eg_store_open(c->cfg.db, EG_STORE_CREATE, &st, &e) != EG_OK) {
         code = die(2, "%s", e.detail);
         goto out;
@@ -444,6 +447,12 @@ static int cmd_export(struct ctl *c)
         return code;
     if (entries && (code = open_vault(c, st, &rng, &v)) != 0)
         goto out;
+    /* one read transaction: blocks and entries from the same snapshot, even
+     * while the gateway writes */
+    if (sqlite3_exec(eg_store_db(st), "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+        code = die(1, "cannot read the database");
+        goto out;
+    }
 
     o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "type", "gateway");
@@ -484,6 +493,8 @@ static int cmd_export(struct ctl *c)
                 hs[n++] = (uint64_t)sqlite3_column_int64(s, 0);
             }
             sqlite3_reset(s);
+            if (rc != SQLITE_DONE)
+                erc = EG_E_DB;
             for (size_t i = 0; i < n && erc == EG_OK; i++) {
                 cJSON *bj;
                 h = hs[i];
@@ -541,11 +552,15 @@ static int cmd_export(struct ctl *c)
         print_json_line(o);
     }
     sqlite3_reset(s);
+    if (code == 0 && rc != SQLITE_DONE)
+        code = die(1, "export: reading entries failed: %s", sqlite3_errmsg(eg_store_db(st)));
 out:
+    if (st)
+        sqlite3_exec(eg_store_db(st), "COMMIT", NULL, NULL, NULL);
     eg_vault_free(v);
     eg_rng_free(rng);
     eg_store_close(st);
-    if (fflush(stdout) != 0)
+    if (fflush(stdout) != 0 || ferror(stdout))
         code = die(1, "write failed");
     return code;
 }

@@ -85,7 +85,7 @@ class Crash(unittest.TestCase):
             for d in DEVICES:
                 env.ctl("register", "device", d, "--patient", "PC", "--type", "monitor")
             # small blocks and a short interval: kills land during sealing too
-            env.gw.extra += ["--batch-max", "16", "--block-max-entries", "7",
+            env.gw.extra += ["--batch-max", "2", "--block-max-entries", "7",
                              "--block-interval-ms", "50"]
             env.gw.start()
             cc = CrashClient(env)
@@ -94,7 +94,9 @@ class Crash(unittest.TestCase):
                 p.start()
             kills = 0
             while kills < KILLS and any(p.is_alive() for p in pubs):
-                time.sleep(0.1 + rnd.random() * 0.6)
+                # short, random lives: kills land while batches are being
+                # taken, committed, sealed and receipted
+                time.sleep(0.05 + rnd.random() * 0.45)
                 env.gw.kill()
                 kills += 1
                 time.sleep(rnd.random() * 0.3)
@@ -138,6 +140,61 @@ class Crash(unittest.TestCase):
             print("crash test: %d kills, %d messages, %d entries, %d blocks, %d resends" %
                   (kills, PER_DEVICE * len(DEVICES), total, len(blocks),
                    sum(p.resends for p in pubs)))
+        finally:
+            env.close()
+
+
+    def test_kill_right_after_bursts_needs_resends(self):
+        """Kills land milliseconds after bursts, while messages that the
+        broker already handed over sit uncommitted in the gateway: those get
+        no receipt and only the publishers' resends bring them in."""
+        env = Env("burstkill")
+        try:
+            rnd = random.Random(int(os.environ.get("EHRGATE_CRASH_SEED", "0")) or None)
+            env.ctl("register", "patient", "PB")
+            for d in DEVICES:
+                env.ctl("register", "device", d, "--patient", "PB", "--type", "monitor")
+            env.gw.extra += ["--batch-max", "2"]
+            env.gw.start()
+            cc = CrashClient(env)
+            payloads = {}  # (device, seq) -> bytes
+            seq = 0
+            for _ in range(10):
+                for d in DEVICES:
+                    for k in range(25):
+                        p = telemetry(seq + k).encode()
+                        payloads[(d, seq + k)] = p
+                        cc.publish_nowait("ehr/device/%s/telemetry" % d, p)
+                seq += 25
+                time.sleep(0.002 + rnd.random() * 0.02)
+                env.gw.kill()
+                env.gw.start()
+            resends = 0
+            deadline = time.monotonic() + 120
+            while True:
+                done = {(d, int(r["msg_id"])) for d in DEVICES for r in cc.receipts_for(d)
+                        if r["status"] in ("accepted", "duplicate")}
+                missing = [k for k in payloads if k not in done]
+                if not missing:
+                    break
+                self.assertLess(time.monotonic(), deadline, "%d never receipted" % len(missing))
+                time.sleep(1.0)
+                for d, sq in missing:
+                    cc.publish_nowait("ehr/device/%s/telemetry" % d, payloads[(d, sq)])
+                    resends += 1
+            self.assertEqual(env.gw.stop(), 0)
+            rows = [x for x in env.export(entries=True) if x["type"] == "entry"]
+            self.assertEqual([x["seq"] for x in rows], list(range(len(rows))))
+            stored = {}
+            for x in rows:
+                e = json.loads(x["entry"])
+                key = (e["source"]["id"], int(e["source"]["msg_id"]))
+                stored[key] = stored.get(key, 0) + 1
+            self.assertEqual(stored, {k: 1 for k in payloads}, "not exactly once")
+            self.assertGreater(resends, 0, "no kill hit an uncommitted message; the resend path "
+                                           "was not exercised")
+            print("burst kills: 10 kills, %d messages, %d resends needed" %
+                  (len(payloads), resends))
         finally:
             env.close()
 

@@ -412,6 +412,10 @@ int eg_gateway_run(const struct eg_config *cfg, volatile sig_atomic_t *stop)
     mo.will_payload = will;
     mo.nfilters =
         eg_topic_filters(cfg->topic_prefix, cfg->name, mo.filters, EG_MQTT_MAX_FILTERS);
+    if (mo.nfilters < 0) {
+        rc = eg_fail(&e, EG_E_USAGE, "topic_prefix and name do not fit in a topic filter");
+        goto fail;
+    }
     mo.ctx = &g;
     mo.on_ready = on_ready;
     if ((rc = eg_mqtt_new(&mo, g.q, &g.mqtt, &e)) != EG_OK)

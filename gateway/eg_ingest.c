@@ -431,6 +431,8 @@ fail:
         return EG_E_DB;
     if (ig->chain && eg_chain_abort_to(ig->chain, first) != EG_OK)
         return EG_E_DB;
+    /* a patient key created inside the savepoint is gone with it */
+    eg_vault_cache_clear(ig->v);
     return rc;
 }
 

@@ -15,6 +15,7 @@
 
 #include "eg_err.h"
 #include "eg_queue.h"
+#include "eg_topics.h"
 
 #define EG_MQTT_MAX_FILTERS 16
 
@@ -25,7 +26,7 @@ struct eg_mqtt_opts {
     int64_t session_expiry_s;
     const char *will_topic;
     const char *will_payload;
-    char filters[EG_MQTT_MAX_FILTERS][96];
+    char filters[EG_MQTT_MAX_FILTERS][EG_TOPIC_FILTER_MAX];
     int nfilters;
     void *ctx;
     void (*on_ready)(void *ctx); /* connected and subscribed (Paho thread) */

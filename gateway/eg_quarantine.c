@@ -34,7 +34,7 @@ static eg_err evict(struct eg_store *st, const char *source, int64_t quota, int 
 }
 
 /* Drops the oldest rows until the quarantine holds at most max_bytes. */
-static eg_err cap_total(struct eg_store *st, int64_t max_bytes, int *evicted)
+static eg_err cap_total(struct eg_store *st, int64_t max_bytes, int64_t keep_id, int *evicted)
 {
     for (;;) {
         sqlite3_stmt *s = eg_store_stmt(st, "SELECT bytes FROM quarantine_usage WHERE id = 1");
@@ -49,10 +49,12 @@ static eg_err cap_total(struct eg_store *st, int64_t max_bytes, int *evicted)
             return eg_store_err(rc);
         if (bytes <= max_bytes)
             return EG_OK;
-        s = eg_store_stmt(st, "DELETE FROM quarantine WHERE id IN"
-                              " (SELECT id FROM quarantine ORDER BY id LIMIT 16)");
+        /* one at a time, oldest first, never the row just added */
+        s = eg_store_stmt(st, "DELETE FROM quarantine WHERE id ="
+                              " (SELECT min(id) FROM quarantine WHERE id <> ?1)");
         if (!s)
             return EG_E_DB;
+        sqlite3_bind_int64(s, 1, keep_id);
         rc = sqlite3_step(s);
         sqlite3_reset(s);
         if (rc != SQLITE_DONE)
@@ -73,6 +75,7 @@ eg_err eg_quarantine_put(struct eg_store *st, struct eg_vault *v, const struct e
     sqlite3_stmt *s;
     eg_err rc;
     int src, more = 0;
+    int64_t new_id;
 
     *evicted = 0;
     if (m->quarantine_id > 0) {
@@ -121,9 +124,10 @@ eg_err eg_quarantine_put(struct eg_store *st, struct eg_vault *v, const struct e
         rc = eg_store_err(src);
         goto out;
     }
+    new_id = sqlite3_last_insert_rowid(eg_store_db(st));
     rc = evict(st, source, cfg->quarantine_quota, evicted);
     if (rc == EG_OK) {
-        rc = cap_total(st, cfg->quarantine_max_bytes, &more);
+        rc = cap_total(st, cfg->quarantine_max_bytes, new_id, &more);
         *evicted += more;
     }
 out:

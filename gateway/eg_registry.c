@@ -157,6 +157,17 @@ eg_err eg_registry_rebind(struct eg_store *st, const char *device_id, const char
 {
     sqlite3_stmt *s;
     char what[96];
+    int rc;
+    s = eg_store_stmt(st, "SELECT 1 FROM devices WHERE device_id = ?1");
+    if (!s)
+        return eg_fail(e, EG_E_DB, "prepare failed");
+    sqlite3_bind_text(s, 1, device_id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc == SQLITE_DONE)
+        return eg_fail(e, EG_E_UNKNOWN_DEVICE, "device %.64s is not registered", device_id);
+    if (rc != SQLITE_ROW)
+        return eg_store_fail(st, e, rc, "device lookup");
     if (eg_registry_patient_exists(st, patient_id) != EG_OK)
         return eg_fail(e, EG_E_UNKNOWN_PATIENT, "patient %.64s is not registered", patient_id);
     s = eg_store_stmt(st, "INSERT INTO bindings(device_id, from_ms, patient_id) VALUES(?1, ?2, ?3)"

@@ -273,6 +273,11 @@ eg_err eg_store_open(const char *path, int flags, struct eg_store **out, struct 
     }
     sqlite3_busy_timeout(st->db, 5000);
     sqlite3_extended_result_codes(st->db, 1);
+    /* without EG_STORE_CREATE, never turn someone else's file into ours */
+    if (!(flags & (EG_STORE_READONLY | EG_STORE_CREATE)) && user_version(st->db) == 0) {
+        rc = eg_fail(e, EG_E_DB, "%s: not an ehrgate database", path);
+        goto out;
+    }
     if (!(flags & EG_STORE_READONLY)) {
         rc = eg_store_exec(st,
                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"

@@ -114,12 +114,16 @@ int eg_topic_anchor(char *buf, size_t size, const char *prefix, const char *name
     return fmt(buf, size, prefix, "anchor", name, leaf);
 }
 
-int eg_topic_filters(const char *prefix, const char *name, char filters[][96], int max)
+int eg_topic_filters(const char *prefix, const char *name, char filters[][EG_TOPIC_FILTER_MAX],
+                     int max)
 {
+    static const char *const fmts[] = {"%s/device/+/telemetry", "%s/anchor/%s/request"};
     int n = 0;
-    if (n < max)
-        snprintf(filters[n++], 96, "%s/device/+/telemetry", prefix);
-    if (n < max)
-        snprintf(filters[n++], 96, "%s/anchor/%s/request", prefix, name);
+    for (size_t i = 0; i < sizeof fmts / sizeof fmts[0] && n < max; i++) {
+        int w = snprintf(filters[n], EG_TOPIC_FILTER_MAX, fmts[i], prefix, name);
+        if (w < 0 || w >= EG_TOPIC_FILTER_MAX)
+            return -1;
+        n++;
+    }
     return n;
 }

@@ -35,7 +35,12 @@ int eg_topic_stats(char *buf, size_t size, const char *prefix, const char *name)
 int eg_topic_anchor(char *buf, size_t size, const char *prefix, const char *name,
                     const char *leaf);
 
-/* Subscription filters for the implemented input families. */
-int eg_topic_filters(const char *prefix, const char *name, char filters[][96], int max);
+/* Longest filter: 64-char prefix + "/anchor/" + 64-char name + "/request" + NUL. */
+#define EG_TOPIC_FILTER_MAX 160
+
+/* Subscription filters for the implemented input families. Returns the
+ * count, or -1 if a filter does not fit (never a truncated filter). */
+int eg_topic_filters(const char *prefix, const char *name, char filters[][EG_TOPIC_FILTER_MAX],
+                     int max);
 
 #endif

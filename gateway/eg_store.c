@@ -83,6 +83,23 @@ static const char *const migrations[] = {
     "  UPDATE quarantine_usage SET bytes = bytes + length(NEW.ct) WHERE id = 1; END;"
     "CREATE TRIGGER quarantine_usage_del AFTER DELETE ON quarantine BEGIN"
     "  UPDATE quarantine_usage SET bytes = bytes - length(OLD.ct) WHERE id = 1; END;",
+    /* 3 -> 4: signed requests and consent (SPEC §3 Replay, §8-10).
+     * signers: the replay counter of each signer ("patient:P1",
+     * "admin:<key fingerprint>"), advanced by every accepted signed message.
+     * consents: the directives in force; an accepted directive is also a
+     * `consent` entry (seq). feed: what each grantee was sent, by feed_seq.
+     * erase_requests: erasures waiting for approve_erase (erase_mode admin). */
+    "CREATE TABLE signers(signer TEXT PRIMARY KEY, last_nonce INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE consents(patient_id TEXT NOT NULL, consent_id TEXT NOT NULL,"
+    "  grantee TEXT NOT NULL, categories TEXT NOT NULL, purposes TEXT,"
+    "  period_start INTEGER, period_end INTEGER, data_start INTEGER, data_end INTEGER,"
+    "  active INTEGER NOT NULL, seq INTEGER NOT NULL, updated_at INTEGER NOT NULL,"
+    "  PRIMARY KEY(patient_id, consent_id)) WITHOUT ROWID;"
+    "CREATE INDEX consents_active ON consents(patient_id, grantee) WHERE active = 1;"
+    "CREATE TABLE feed(grantee TEXT NOT NULL, feed_seq INTEGER NOT NULL, seq INTEGER NOT NULL,"
+    "  PRIMARY KEY(grantee, feed_seq)) WITHOUT ROWID;"
+    "CREATE TABLE erase_requests(patient_id TEXT PRIMARY KEY, requested_at INTEGER NOT NULL)"
+    "  WITHOUT ROWID;",
 };
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 

@@ -16,7 +16,7 @@
 
 #include "eg_err.h"
 
-#define EG_SCHEMA_VERSION 3
+#define EG_SCHEMA_VERSION 4
 
 enum {
     EG_STORE_CREATE = 1,   /* create the file and schema if missing */

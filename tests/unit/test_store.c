@@ -196,6 +196,8 @@ static const char *const undo[] = {
     [2] = "DROP INDEX entries_chain;",
     [3] = "DROP TRIGGER quarantine_usage_ins; DROP TRIGGER quarantine_usage_del;"
           " DROP TABLE quarantine_usage; ALTER TABLE quarantine DROP COLUMN truncated;",
+    [4] = "DROP TABLE signers; DROP INDEX consents_active; DROP TABLE consents;"
+          " DROP TABLE feed; DROP TABLE erase_requests;",
 };
 
 /* A schema-1 database is migrated on open, keeping its data. */

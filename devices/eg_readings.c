@@ -498,6 +498,10 @@ static size_t utf8_len(const unsigned char *p)
     for (i = 1; i < len; i++)
         if ((p[i] & 0xC0) != 0x80)
             return 0;
+    /* no overlong forms, no surrogates, nothing above U+10FFFF (RFC 3629) */
+    if ((p[0] == 0xE0 && p[1] < 0xA0) || (p[0] == 0xED && p[1] >= 0xA0) ||
+        (p[0] == 0xF0 && p[1] < 0x90) || (p[0] == 0xF4 && p[1] >= 0x90))
+        return 0;
     return len;
 }
 

@@ -25,6 +25,9 @@
 #include "eg_chain.h"
 #include "eg_codec.h"
 #include "eg_entries.h"
+#include "eg_fhir_in.h"
+#include "eg_hl7.h"
+#include "eg_hospital.h"
 #include "eg_json.h"
 #include "eg_key.h"
 #include "eg_log.h"
@@ -138,7 +141,7 @@ static eg_err add_entry_ref(struct eg_ingest *ig, cJSON *arr, uint64_t seq, cons
 
 /* ---- context of one message ------------------------------------------- */
 
-#define MSGID_MAX 200
+#define MSGID_MAX EG_HOSP_MSGID_MAX
 
 struct msgctx {
     const struct eg_msg *m;
@@ -547,15 +550,203 @@ out:
 
 /* ---- HL7 ACKs ------------------------------------------------------------ */
 
+/* SPEC §13: AR for parse, unsupported, too_large, signature and
+ * unknown_hospital; AE for every other rejection; AA otherwise. */
+static const char *ack_code(const char *status, eg_err code)
+{
+    if (strcmp(status, "rejected") != 0)
+        return "AA";
+    switch (code) {
+    case EG_E_PARSE:
+    case EG_E_UNSUPPORTED:
+    case EG_E_TOO_LARGE:
+    case EG_E_SIGNATURE:
+    case EG_E_UNKNOWN_HOSPITAL:
+        return "AR";
+    default:
+        return "AE";
+    }
+}
+
+/* An HL7 v2 message's receipt carries the ER7 ACK as "hl7_ack". */
 static eg_err add_ack(struct msgctx *c, cJSON *r, const char *status, eg_err code,
                       const char *detail)
 {
-    (void)c;
-    (void)r;
-    (void)status;
-    (void)code;
-    (void)detail;
+    char ctl[24], hex[65];
+    char *ack;
+    if (!c->hl7)
+        return EG_OK;
+    eg_hex_encode(c->sha, 32, hex);
+    snprintf(ctl, sizeof ctl, "EG%.16s", hex); /* <= 20 chars (HL7 v2.5.1 MSH-10) */
+    ack = eg_hl7_ack(c->m->payload, c->m->len, ack_code(status, code), detail,
+                     c->m->received_ms, ctl);
+    if (!ack)
+        return EG_E_NOMEM;
+    if (!cJSON_AddStringToObject(r, "hl7_ack", ack)) {
+        free(ack);
+        return EG_E_NOMEM;
+    }
+    free(ack);
     return EG_OK;
+}
+
+/* ---- hospital records (SPEC §5) ---------------------------------------- */
+
+/* The patient of one observation: a direct Patient/{id} (must be
+ * registered), else the first of its identifiers mapped for this hospital. */
+static eg_err resolve_patient(struct eg_ingest *ig, const char *hospital_id,
+                              const struct eg_hobs *o, size_t index, char patient[EG_ID_MAX],
+                              struct eg_error *err)
+{
+    eg_err rc;
+    if (o->patient_id[0]) {
+        rc = eg_registry_patient_exists(ig->st, o->patient_id);
+        if (rc == EG_E_UNKNOWN_PATIENT)
+            return eg_fail(err, EG_E_UNKNOWN_PATIENT,
+                           "observation %zu: subject Patient/%s is not a registered patient",
+                           index, o->patient_id);
+        if (rc != EG_OK)
+            return rc;
+        snprintf(patient, EG_ID_MAX, "%s", o->patient_id);
+        return EG_OK;
+    }
+    for (int i = 0; i < o->nidents; i++) {
+        rc = eg_registry_identifier(ig->st, hospital_id, o->idents[i], patient);
+        if (rc != EG_E_UNKNOWN_PATIENT)
+            return rc; /* found, or a storage error */
+    }
+    /* the identifier values themselves are not repeated: they are PHI */
+    return eg_fail(err, EG_E_UNKNOWN_PATIENT,
+                   "observation %zu: none of its %d patient identifier(s) is mapped for "
+                   "hospital %s",
+                   index, o->nidents, hospital_id);
+}
+
+/*
+ * Order of checks: too_large -> parse (JSON, or ER7 structure) -> (message id
+ * readable) duplicate -> unknown_hospital -> signature -> conflict -> the
+ * parser's content errors (schema, unsupported, unit, range) ->
+ * unknown_patient -> commit. The parser runs before the registry decides
+ * because the message id comes from it; its verdict is applied in order.
+ */
+static eg_err hospital(struct eg_ingest *ig, struct msgctx *c)
+{
+    struct eg_error err = {0}, perr = {0};
+    struct eg_hospital_rec hosp;
+    struct eg_hosp_ctx hctx;
+    struct eg_hmsg h;
+    struct seen seen = {0};
+    struct obs_out *out = NULL;
+    char (*patients)[EG_ID_MAX] = NULL;
+    cJSON *root = NULL;
+    eg_err rc, prc;
+    int have_hosp;
+
+    memset(&h, 0, sizeof h);
+    c->hl7 = c->m->len >= 3 && memcmp(c->m->payload, "MSH", 3) == 0;
+    if (c->m->len > (size_t)ig->cfg->max_payload_bytes) {
+        eg_fail(&err, EG_E_TOO_LARGE, "payload: %zu bytes exceed max_payload_bytes %lld",
+                c->m->len, (long long)ig->cfg->max_payload_bytes);
+        return reject(ig, c, &err);
+    }
+    rc = eg_registry_hospital(ig->st, c->src_id, &hosp);
+    if (rc != EG_OK && rc != EG_E_UNKNOWN_HOSPITAL)
+        return rc;
+    have_hosp = rc == EG_OK;
+    rc = EG_OK;
+    hctx.hospital_id = c->src_id;
+    hctx.utc_offset_min = have_hosp ? hosp.utc_offset_min : 0;
+    hctx.now_ms = c->m->received_ms;
+
+    if (c->hl7) {
+        prc = eg_hl7_parse(c->m->payload, c->m->len, &hctx, &h, &perr);
+    } else if ((prc = egjson_parse(c->m->payload, c->m->len, &root, &perr)) == EG_OK) {
+        prc = eg_fhir_in_parse(root, &hctx, &h, &perr);
+    }
+    if (prc == EG_E_NOMEM) {
+        rc = prc;
+        goto out;
+    }
+    if (h.have_msg_id) {
+        snprintf(c->msg_id, sizeof c->msg_id, "%s", h.msg_id);
+        c->have_msg_id = 1;
+    }
+    if (prc == EG_E_PARSE) {
+        err = perr;
+        goto rejected;
+    }
+    if (c->have_msg_id) {
+        if ((rc = dedup_lookup(ig, c, &seen)) != EG_OK)
+            goto out;
+        if (seen.found && seen.same) {
+            rc = duplicate(ig, c, &seen);
+            goto out;
+        }
+    }
+    if (!have_hosp) {
+        eg_fail(&err, EG_E_UNKNOWN_HOSPITAL, "hospital: %s is not registered", c->src_id);
+        goto rejected;
+    }
+    c->pubkey = hosp.pubkey;
+    if (hosp.pubkey[0]) {
+        if (check_sig(ig, c->src_id, hosp.pubkey, c->m, &err) != EG_OK)
+            goto rejected;
+        c->sig_checked = 1;
+    }
+    if (seen.found) {
+        eg_fail(&err, EG_E_CONFLICT,
+                "message id: %.64s was already accepted from %s with other payload bytes",
+                c->msg_id, c->src_id);
+        goto rejected;
+    }
+    if (prc != EG_OK) {
+        err = perr;
+        goto rejected;
+    }
+    if (h.n == 0) {
+        eg_fail(&err, EG_E_SCHEMA, "message: contains no observation");
+        goto rejected;
+    }
+    if (!(patients = calloc(h.n, sizeof *patients)) || !(out = calloc(h.n, sizeof *out))) {
+        rc = EG_E_NOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < h.n; i++) {
+        rc = resolve_patient(ig, c->src_id, &h.obs[i], i, patients[i], &err);
+        if (rc == EG_E_UNKNOWN_PATIENT) {
+            rc = EG_OK;
+            goto rejected;
+        }
+        if (rc != EG_OK)
+            goto out;
+        if (eg_hobs_set_subject(&h.obs[i], patients[i]) != 0) {
+            rc = EG_E_NOMEM;
+            goto out;
+        }
+        if (h.obs[i].effective_ms < EG_EARLIEST_MS) {
+            eg_fail(&err, EG_E_RANGE,
+                    "observation %zu: effective time before 1900-01-01 is not plausible", i);
+            goto rejected;
+        }
+        out[i].resource = h.obs[i].resource;
+        out[i].patient = patients[i];
+        out[i].category = h.obs[i].category;
+        out[i].effective_ms = h.obs[i].effective_ms;
+    }
+    rc = commit_accepted(ig, c, out, h.n);
+    if (rc == EG_OK || is_storage_error(rc))
+        goto out;
+    eg_fail(&err, EG_E_INTERNAL, "internal: could not store the message (%s)", eg_strerror(rc));
+    rc = EG_OK;
+
+rejected:
+    rc = reject(ig, c, &err);
+out:
+    free(out);
+    free(patients);
+    eg_hmsg_clear(&h);
+    cJSON_Delete(root);
+    return rc;
 }
 
 /* ---- public ------------------------------------------------------------ */
@@ -585,6 +776,13 @@ eg_err eg_ingest_process(struct eg_ingest *ig, const struct eg_msg *m)
                                  ig->cfg->topic_prefix, id);
         rc = telemetry(ig, &c);
         break;
+    case EG_T_HOSPITAL_RECORDS:
+        c.src_type = "hospital";
+        c.src_id = id;
+        eg_topic_hospital_receipts(c.receipts_topic, sizeof c.receipts_topic,
+                                   ig->cfg->topic_prefix, id);
+        rc = hospital(ig, &c);
+        break;
     case EG_T_ANCHOR_REQUEST:
         /* auditors' requests: read-only, answered through the outbox */
         if (strcmp(id, ig->cfg->name) != 0)
@@ -604,6 +802,8 @@ eg_err eg_ingest_process(struct eg_ingest *ig, const struct eg_msg *m)
         }
         c.src_type = family;
         c.src_id = "(invalid)";
+        c.hl7 = strcmp(family, "hospital") == 0 && m->len >= 3 &&
+                memcmp(m->payload, "MSH", 3) == 0;
         eg_fail(&err, EG_E_SCHEMA, "topic: the %s id must be 1-64 characters of A-Z a-z 0-9 . _ -",
                 family);
         rc = reject(ig, &c, &err);
@@ -634,6 +834,7 @@ eg_err eg_ingest_reject_internal(struct eg_ingest *ig, const struct eg_msg *m)
         return EG_OK; /* requests are not receipted */
     }
     c.src_id = id;
+    c.hl7 = strcmp(c.src_type, "hospital") == 0 && m->len >= 3 && memcmp(m->payload, "MSH", 3) == 0;
     eg_fail(&err, EG_E_INTERNAL, "internal: the gateway could not process this message; it is "
                                  "kept in quarantine");
     return reject(ig, &c, &err);

@@ -254,6 +254,88 @@ eg_err eg_registry_binding_at(struct eg_store *st, const char *device_id, int64_
     return EG_OK;
 }
 
+eg_err eg_registry_identifier(struct eg_store *st, const char *hospital_id, const char *value,
+                              char patient[EG_ID_MAX])
+{
+    sqlite3_stmt *s = eg_store_stmt(st, "SELECT patient_id FROM identifiers"
+                                        " WHERE hospital_id = ?1 AND value = ?2");
+    int rc;
+    if (!s)
+        return EG_E_DB;
+    sqlite3_bind_text(s, 1, hospital_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, value, -1, SQLITE_STATIC);
+    rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(s);
+        return rc == SQLITE_DONE ? EG_E_UNKNOWN_PATIENT : eg_store_err(rc);
+    }
+    copy_col(s, 0, patient, EG_ID_MAX);
+    sqlite3_reset(s);
+    return EG_OK;
+}
+
+/* ---- admin changes (SPEC §10) -------------------------------------------- */
+
+eg_err eg_registry_patient_key(struct eg_store *st, const char *patient_id,
+                               char pem[EG_PUBKEY_PEM_MAX])
+{
+    sqlite3_stmt *s = eg_store_stmt(st, "SELECT pubkey FROM patients WHERE patient_id = ?1");
+    int rc;
+    if (!s)
+        return EG_E_DB;
+    sqlite3_bind_text(s, 1, patient_id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(s);
+        return rc == SQLITE_DONE ? EG_E_UNKNOWN_PATIENT : eg_store_err(rc);
+    }
+    copy_col(s, 0, pem, EG_PUBKEY_PEM_MAX);
+    sqlite3_reset(s);
+    return EG_OK;
+}
+
+eg_err eg_registry_set_patient_key(struct eg_store *st, const char *patient_id,
+                                   const char *pubkey, struct eg_error *e)
+{
+    sqlite3_stmt *s;
+    eg_err rc;
+    int src;
+    if (!pubkey)
+        return eg_fail(e, EG_E_SCHEMA, "pubkey: missing");
+    if ((rc = check_pubkey(pubkey, e)) != EG_OK)
+        return rc;
+    s = eg_store_stmt(st, "UPDATE patients SET pubkey = ?2 WHERE patient_id = ?1");
+    if (!s)
+        return eg_fail(e, EG_E_DB, "prepare failed");
+    sqlite3_bind_text(s, 1, patient_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, pubkey, -1, SQLITE_STATIC);
+    src = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (src != SQLITE_DONE)
+        return eg_store_fail(st, e, src, "patient key update");
+    if (sqlite3_changes(eg_store_db(st)) == 0)
+        return eg_fail(e, EG_E_UNKNOWN_PATIENT, "patient %.64s is not registered", patient_id);
+    return EG_OK;
+}
+
+eg_err eg_registry_deregister_device(struct eg_store *st, const char *device_id,
+                                     struct eg_error *e)
+{
+    sqlite3_stmt *s =
+        eg_store_stmt(st, "UPDATE devices SET active = 0 WHERE device_id = ?1 AND active = 1");
+    int src;
+    if (!s)
+        return eg_fail(e, EG_E_DB, "prepare failed");
+    sqlite3_bind_text(s, 1, device_id, -1, SQLITE_STATIC);
+    src = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (src != SQLITE_DONE)
+        return eg_store_fail(st, e, src, "device deregistration");
+    if (sqlite3_changes(eg_store_db(st)) == 0)
+        return eg_fail(e, EG_E_UNKNOWN_DEVICE, "device %.64s is not registered", device_id);
+    return EG_OK;
+}
+
 int eg_utc_offset_parse(const char *s, int *minutes)
 {
     int h, m;

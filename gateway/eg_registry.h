@@ -54,8 +54,27 @@ eg_err eg_registry_hospital(struct eg_store *st, const char *hospital_id,
 /* The patient device_id was bound to at ts_ms; EG_E_BINDING if none. */
 eg_err eg_registry_binding_at(struct eg_store *st, const char *device_id, int64_t ts_ms,
                               char patient[EG_ID_MAX]);
+/* The patient mapped to (hospital_id, value); EG_E_UNKNOWN_PATIENT if none. */
+eg_err eg_registry_identifier(struct eg_store *st, const char *hospital_id, const char *value,
+                              char patient[EG_ID_MAX]);
 /* EG_OK if the patient is registered, EG_E_UNKNOWN_PATIENT if not. */
 eg_err eg_registry_patient_exists(struct eg_store *st, const char *patient_id);
+
+/* Admin changes (SPEC §10). */
+/* The patient's registered public key (PEM) into pem ("" if none).
+ * EG_E_UNKNOWN_PATIENT if not registered, EG_E_DB on a database error. */
+eg_err eg_registry_patient_key(struct eg_store *st, const char *patient_id,
+                               char pem[EG_PUBKEY_PEM_MAX]);
+/* Replaces the patient's public key (pubkey must be P-256 SPKI PEM, else
+ * EG_E_SCHEMA); EG_E_UNKNOWN_PATIENT if not registered. */
+eg_err eg_registry_set_patient_key(struct eg_store *st, const char *patient_id,
+                                   const char *pubkey, struct eg_error *e);
+/* Marks an active device as deregistered (active = 0): from then on
+ * eg_registry_device() answers EG_E_UNKNOWN_DEVICE; its binding history is
+ * kept. EG_E_UNKNOWN_DEVICE if it is not registered or already
+ * deregistered. */
+eg_err eg_registry_deregister_device(struct eg_store *st, const char *device_id,
+                                     struct eg_error *e);
 
 /* Parses "+HH:MM"/"-HH:MM" into minutes; -1 on error. */
 int eg_utc_offset_parse(const char *s, int *minutes);

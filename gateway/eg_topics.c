@@ -117,7 +117,8 @@ int eg_topic_anchor(char *buf, size_t size, const char *prefix, const char *name
 int eg_topic_filters(const char *prefix, const char *name, char filters[][EG_TOPIC_FILTER_MAX],
                      int max)
 {
-    static const char *const fmts[] = {"%s/device/+/telemetry", "%s/anchor/%s/request"};
+    static const char *const fmts[] = {"%s/device/+/telemetry", "%s/hospital/+/records",
+                                       "%s/anchor/%s/request"};
     int n = 0;
     for (size_t i = 0; i < sizeof fmts / sizeof fmts[0] && n < max; i++) {
         int w = snprintf(filters[n], EG_TOPIC_FILTER_MAX, fmts[i], prefix, name);

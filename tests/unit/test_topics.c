@@ -169,9 +169,10 @@ static void test_filters(void)
     int n;
 
     n = eg_topic_filters("ehr", "gw1", f, 8);
-    CU_ASSERT_EQUAL_FATAL(n, 2);
+    CU_ASSERT_EQUAL_FATAL(n, 3);
     CU_ASSERT_STRING_EQUAL(f[0], "ehr/device/+/telemetry");
-    CU_ASSERT_STRING_EQUAL(f[1], "ehr/anchor/gw1/request");
+    CU_ASSERT_STRING_EQUAL(f[1], "ehr/hospital/+/records");
+    CU_ASSERT_STRING_EQUAL(f[2], "ehr/anchor/gw1/request");
     n = eg_topic_filters("ehr", "gw1", f, 1);
     CU_ASSERT_EQUAL(n, 1);
     CU_ASSERT_EQUAL(eg_topic_filters("ehr", "gw1", f, 0), 0);
@@ -179,7 +180,7 @@ static void test_filters(void)
     {
         char id[65];
         n = eg_topic_filters("ehr", "gw1", f, 8);
-        CU_ASSERT_EQUAL(eg_topic_parse("ehr", f[1], id), EG_T_ANCHOR_REQUEST);
+        CU_ASSERT_EQUAL(eg_topic_parse("ehr", f[2], id), EG_T_ANCHOR_REQUEST);
         CU_ASSERT_STRING_EQUAL(id, "gw1");
     }
 }
@@ -198,9 +199,9 @@ static void test_filters_long_ids(void)
     name[64] = '\0';
     n = eg_topic_filters(prefix, name, f, 8);
     snprintf(want, sizeof want, "%s/anchor/%s/request", prefix, name);
-    CHECKF(n < 2 || strcmp(f[1], want) == 0,
-           "anchor filter silently truncated to \"%s\" (%zu chars, want %zu)", n >= 2 ? f[1] : "",
-           n >= 2 ? strlen(f[1]) : 0, strlen(want));
+    CHECKF(n < 3 || strcmp(f[2], want) == 0,
+           "anchor filter silently truncated to \"%s\" (%zu chars, want %zu)", n >= 3 ? f[2] : "",
+           n >= 3 ? strlen(f[2]) : 0, strlen(want));
     snprintf(want, sizeof want, "%s/device/+/telemetry", prefix);
     CHECKF(n < 1 || strcmp(f[0], want) == 0, "device filter \"%s\"", n >= 1 ? f[0] : "");
 }

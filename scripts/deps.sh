@@ -14,7 +14,7 @@ what="${1:-run}"
 pkgs=(cmake make gcc pkg-config mosquitto mosquitto-clients libpaho-mqtt-dev libssl-dev
       libmbedtls-dev libcjson-dev libcunit1-dev libsqlite3-dev sqlite3)
 if [ "$what" = "test" ]; then
-    pkgs+=(python3 python3-paho-mqtt nodejs npm xxd openssl)
+    pkgs+=(python3 python3-paho-mqtt nodejs npm xxd openssl clang)
 fi
 
 missing=()

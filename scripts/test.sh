@@ -2,8 +2,10 @@
 # test.sh — the one command that runs every test (README "Run all tests").
 #
 #   scripts/test.sh            deps, build, unit + integration tests, then the
-#                              same suite again under AddressSanitizer + UBSan
-#   scripts/test.sh --quick    skip the sanitizer pass
+#                              same suite again under AddressSanitizer + UBSan,
+#                              then the libFuzzer targets (clang): every seed
+#                              replayed and 20 s of fuzzing each
+#   scripts/test.sh --quick    skip the sanitizer and fuzz passes
 #
 # Builds in build/ and build-asan/. Every integration test starts its own
 # mosquitto on a free loopback port; nothing is assumed to be running.
@@ -39,5 +41,9 @@ if [ "$quick" = 0 ]; then
     export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
     export LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0"
     run_suite build-asan -DEHRGATE_SANITIZE=ON
+    echo "== fuzz targets (build-fuzz, clang + libFuzzer)"
+    CC=clang cmake -S tests/fuzz -B build-fuzz -DEHRGATE_FUZZ=ON >/dev/null
+    cmake --build build-fuzz -j "$jobs"
+    (cd build-fuzz && ctest --output-on-failure -L 'fuzz-corpus|fuzz-run')
 fi
 echo "== all tests passed in $(( $(date +%s) - start )) s"

@@ -48,6 +48,8 @@ cleanup() {
         entries=$("$ctl" --db "$db" export | grep -c '"type":"entry"' || true)
         quarantined=$("$ctl" --db "$db" quarantine list | wc -l)
         echo "entries: $entries, quarantined rejections: $quarantined"
+        echo "== ehrctl verify (blocks: links, signatures, Merkle roots; entries decrypted and re-hashed)"
+        "$ctl" --db "$db" verify --master-key "$data/master.key" 2>/dev/null || echo "verify FAILED"
         echo "inspect: $ctl --db $db export --entries | head"
     fi
 }
@@ -78,6 +80,8 @@ if [ "$demo" = 1 ]; then
         >/dev/null 2>&1 || true
     "$ctl" --db "$db" register device DEMO-BP1 --patient DEMO-P1 --type bp_monitor \
         >/dev/null 2>&1 || true
+    "$ctl" --db "$db" register hospital DEMO-H1 --utc-offset +01:00 >/dev/null 2>&1 || true
+    "$ctl" --db "$db" register patient DEMO-P2 --mrn DEMO-H1:MRN-0001 >/dev/null 2>&1 || true
 fi
 
 echo "== ehrgate --db $db --broker $broker"
@@ -88,11 +92,12 @@ gwpid=$!
 if [ "$demo" = 1 ]; then
     sleep 1
     mosquitto_sub -h "$host" -p "$port" -V mqttv5 -t 'ehr/device/+/receipts' \
-        -t 'ehr/gateway/+/status' -v &
+        -t 'ehr/hospital/+/receipts' -t 'ehr/gateway/+/status' -t 'ehr/anchor/+/head' -v &
     pids+=($!)
     seq0=$(( $(date +%s) * 10 ))
     i=0
-    echo "== demo: DEMO-OX1 and DEMO-BP1 publish a reading a second; every 5th is out of range"
+    echo "== demo: DEMO-OX1 and DEMO-BP1 publish a reading a second (every 5th out of range);"
+    echo "   DEMO-H1 sends an HL7 v2 ORU^R01 every 5 s; blocks are sealed every second"
     while kill -0 "$gwpid" 2>/dev/null; do
         now=$(date -u +%Y-%m-%dT%H:%M:%S.000Z)
         spo2=$(( 94 + RANDOM % 6 ))
@@ -101,6 +106,12 @@ if [ "$demo" = 1 ]; then
             -m "{\"seq\":$(( seq0 + i )),\"ts\":\"$now\",\"readings\":[{\"type\":\"spo2\",\"value\":$spo2},{\"type\":\"heart_rate\",\"value\":$(( 60 + RANDOM % 30 ))}]}"
         mosquitto_pub -h "$host" -p "$port" -V mqttv5 -q 1 -t ehr/device/DEMO-BP1/telemetry \
             -m "{\"seq\":$(( seq0 + i )),\"ts\":\"$now\",\"readings\":[{\"type\":\"blood_pressure\",\"systolic\":$(( 110 + RANDOM % 30 )),\"diastolic\":$(( 70 + RANDOM % 15 )),\"unit\":\"mmHg\"}]}"
+        if [ $(( i % 5 )) = 0 ]; then
+            dtm=$(date -u +%Y%m%d%H%M%S)
+            printf 'MSH|^~\\&|LAB|DEMO-H1|EHRGATE|NAT|%s||ORU^R01^ORU_R01|DEMO%s|P|2.5.1\rPID|1||MRN-0001^^^DEMO-H1^MR\rOBR|1||L%s|24331-1^Lipid panel^LN|||%s+0000\rOBX|1|NM|2093-3^Cholesterol^LN||%s|mg/dL|<200|N|||F\rOBX|2|NM|8867-4^Heart rate^LN||%s|bpm||N|||F\r' \
+                "$dtm" "$(( seq0 + i ))" "$i" "$dtm" "$(( 150 + RANDOM % 60 ))" "$(( 60 + RANDOM % 30 ))" |
+                mosquitto_pub -h "$host" -p "$port" -V mqttv5 -q 1 -t ehr/hospital/DEMO-H1/records -s
+        fi
         i=$(( i + 1 ))
         sleep 1
     done

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# verify-by-hand.sh — docs/protocol.md §7's worked example, with nothing but
+# verify-by-hand.sh — docs/protocol.md §8's worked example, with nothing but
 # coreutils, xxd, python3 (only to read JSON fields) and openssl: is entry.json
 # included in a block signed by gateway.pub, per proof.json?
 set -euo pipefail

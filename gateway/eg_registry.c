@@ -294,8 +294,8 @@ eg_err eg_registry_patient_key(struct eg_store *st, const char *patient_id,
     return EG_OK;
 }
 
-eg_err eg_registry_set_patient_key(struct eg_store *st, const char *patient_id,
-                                   const char *pubkey, struct eg_error *e)
+eg_err eg_registry_set_patient_key(struct eg_store *st, const char *patient_id, const char *pubkey,
+                                   struct eg_error *e)
 {
     sqlite3_stmt *s;
     eg_err rc;
@@ -318,8 +318,7 @@ eg_err eg_registry_set_patient_key(struct eg_store *st, const char *patient_id,
     return EG_OK;
 }
 
-eg_err eg_registry_deregister_device(struct eg_store *st, const char *device_id,
-                                     struct eg_error *e)
+eg_err eg_registry_deregister_device(struct eg_store *st, const char *device_id, struct eg_error *e)
 {
     sqlite3_stmt *s =
         eg_store_stmt(st, "UPDATE devices SET active = 0 WHERE device_id = ?1 AND active = 1");

@@ -67,8 +67,8 @@ eg_err eg_registry_patient_key(struct eg_store *st, const char *patient_id,
                                char pem[EG_PUBKEY_PEM_MAX]);
 /* Replaces the patient's public key (pubkey must be P-256 SPKI PEM, else
  * EG_E_SCHEMA); EG_E_UNKNOWN_PATIENT if not registered. */
-eg_err eg_registry_set_patient_key(struct eg_store *st, const char *patient_id,
-                                   const char *pubkey, struct eg_error *e);
+eg_err eg_registry_set_patient_key(struct eg_store *st, const char *patient_id, const char *pubkey,
+                                   struct eg_error *e);
 /* Marks an active device as deregistered (active = 0): from then on
  * eg_registry_device() answers EG_E_UNKNOWN_DEVICE; its binding history is
  * kept. EG_E_UNKNOWN_DEVICE if it is not registered or already

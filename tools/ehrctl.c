@@ -7,7 +7,9 @@
  * Exit codes: 0 success, 1 a check failed or not found, 2 usage or bad
  * input (with a message on stderr naming what was wrong).
  */
+#include <MQTTAsync.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +62,12 @@ static void usage(FILE *out)
             "  keygen PREFIX                    write PREFIX.key (P-256, mode 0600) and PREFIX.pub\n"
             "  sign KEY --topic TOPIC [FILE]    print the `sig` user property for FILE (or stdin)\n"
             "                                   published on TOPIC (SPEC §3)\n"
+            "  publish --topic TOPIC [--sign KEY] [--reply [--timeout S]] [FILE]\n"
+            "                                   publish FILE (or stdin) with MQTT v5 QoS 1 on\n"
+            "                                   --broker; --sign adds the `sig` property; --reply\n"
+            "                                   waits up to S s (10) for the reply on a private\n"
+            "                                   topic under the family's replies topic and prints\n"
+            "                                   it (exit 1 on timeout)\n"
             "  register patient ID [--pubkey PUB] [--mrn HOSPITAL:VALUE]...\n"
             "  register device ID --patient PID --type TYPE [--pubkey PUB]\n"
             "           TYPE: pulse_oximeter bp_monitor thermometer glucometer scale monitor\n"
@@ -955,6 +963,417 @@ out:
     return code;
 }
 
+/* ---- publish (SPEC §3 Signatures, Replies) ------------------------------------------ */
+
+/*
+ * `publish --topic TOPIC [--sign KEY] [--reply [--timeout S]] [FILE]`: one
+ * MQTT v5 QoS 1 message to cfg.broker, optionally signed (`sig` user
+ * property, as `sign` makes it). With --reply it first subscribes to a
+ * topic of its own below the request family's replies topic, names it as
+ * the Response Topic with random Correlation Data, and prints the payload
+ * of the reply carrying that Correlation Data. Paho's callbacks only record
+ * what happened under a mutex; this thread does the waiting.
+ */
+#define PUB_CORR_LEN 16
+
+struct pub_state {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int connected, conn_failed, subscribed, sub_failed, acked, ack_failed, lost;
+    int reason; /* MQTT v5 reason code of a refusal */
+    char why[200];
+    const char *reply_topic;
+    uint8_t corr[PUB_CORR_LEN];
+    char *reply;
+    size_t reply_len;
+    int have_reply;
+};
+
+static void pub_note(struct pub_state *s, int *flag, int reason, const char *why)
+{
+    pthread_mutex_lock(&s->mu);
+    *flag = 1;
+    if (reason)
+        s->reason = reason;
+    if (why && !s->why[0])
+        snprintf(s->why, sizeof s->why, "%s", why);
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static const char *pub_failure_text(MQTTAsync_failureData5 *r)
+{
+    if (!r)
+        return "failed";
+    if (r->message)
+        return r->message;
+    if (r->reasonCode)
+        return MQTTReasonCode_toString(r->reasonCode);
+    return MQTTAsync_strerror(r->code);
+}
+
+static void pub_on_connected(void *ctx, MQTTAsync_successData5 *r)
+{
+    struct pub_state *s = ctx;
+    (void)r;
+    pub_note(s, &s->connected, 0, NULL);
+}
+
+static void pub_on_connect_failed(void *ctx, MQTTAsync_failureData5 *r)
+{
+    struct pub_state *s = ctx;
+    pub_note(s, &s->conn_failed, r ? (int)r->reasonCode : 0, pub_failure_text(r));
+}
+
+static void pub_on_subscribed(void *ctx, MQTTAsync_successData5 *r)
+{
+    struct pub_state *s = ctx;
+    if (r && r->reasonCode >= 0x80)
+        pub_note(s, &s->sub_failed, (int)r->reasonCode, MQTTReasonCode_toString(r->reasonCode));
+    else
+        pub_note(s, &s->subscribed, 0, NULL);
+}
+
+static void pub_on_subscribe_failed(void *ctx, MQTTAsync_failureData5 *r)
+{
+    struct pub_state *s = ctx;
+    pub_note(s, &s->sub_failed, r ? (int)r->reasonCode : 0, pub_failure_text(r));
+}
+
+static void pub_on_sent(void *ctx, MQTTAsync_successData5 *r)
+{
+    struct pub_state *s = ctx;
+    /* a PUBACK reason code >= 0x80 (e.g. 0x87 not authorized) is a refusal */
+    if (r && r->reasonCode >= 0x80)
+        pub_note(s, &s->ack_failed, (int)r->reasonCode, MQTTReasonCode_toString(r->reasonCode));
+    else
+        pub_note(s, &s->acked, 0, NULL);
+}
+
+static void pub_on_send_failed(void *ctx, MQTTAsync_failureData5 *r)
+{
+    struct pub_state *s = ctx;
+    pub_note(s, &s->ack_failed, r ? (int)r->reasonCode : 0, pub_failure_text(r));
+}
+
+static void pub_on_lost(void *ctx, char *cause)
+{
+    struct pub_state *s = ctx;
+    pub_note(s, &s->lost, 0, cause ? cause : "connection lost");
+}
+
+/* Keeps the first message on the reply topic whose Correlation Data is ours. */
+static int pub_on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *msg)
+{
+    struct pub_state *s = ctx;
+    size_t tl = topic_len > 0 ? (size_t)topic_len : strlen(topic);
+    int ours = 0;
+
+    if (tl == strlen(s->reply_topic) && memcmp(topic, s->reply_topic, tl) == 0) {
+        for (int i = 0; i < msg->properties.count; i++) {
+            MQTTProperty *p = &msg->properties.array[i];
+            if (p->identifier == MQTTPROPERTY_CODE_CORRELATION_DATA &&
+                p->value.data.len == PUB_CORR_LEN &&
+                memcmp(p->value.data.data, s->corr, PUB_CORR_LEN) == 0)
+                ours = 1;
+        }
+    }
+    pthread_mutex_lock(&s->mu);
+    if (ours && !s->have_reply) {
+        size_t n = msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0;
+        s->reply = malloc(n + 1);
+        if (s->reply) {
+            if (n)
+                memcpy(s->reply, msg->payload, n);
+            s->reply[n] = '\0';
+            s->reply_len = n;
+        }
+        s->have_reply = 1;
+        pthread_cond_broadcast(&s->cv);
+    }
+    pthread_mutex_unlock(&s->mu);
+    MQTTAsync_freeMessage(&msg);
+    MQTTAsync_free(topic);
+    return 1;
+}
+
+/* Waits until *a or *b or the connection is lost, or until deadline
+ * (monotonic ms). Returns 1 if something happened, 0 on timeout. */
+static int pub_wait(struct pub_state *s, const int *a, const int *b, int64_t deadline)
+{
+    int done;
+    pthread_mutex_lock(&s->mu);
+    while (!(done = *a || *b || s->lost)) {
+        int64_t left = deadline - eg_mono_ms();
+        struct timespec ts;
+        if (left <= 0)
+            break;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += (time_t)(left / 1000);
+        ts.tv_nsec += (long)(left % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return done;
+}
+
+/* The replies topic of a request family: ".../request" and ".../consent"
+ * are answered on the sibling ".../replies" (SPEC §3 topic table). */
+static int pub_replies_topic(const char *topic, char *out, size_t size)
+{
+    const char *slash = strrchr(topic, '/');
+    if (!slash || slash == topic ||
+        (strcmp(slash + 1, "request") != 0 && strcmp(slash + 1, "consent") != 0))
+        return -1;
+    snprintf(out, size, "%.*s/replies", (int)(slash - topic), topic);
+    return 0;
+}
+
+static int pub_add_prop(MQTTProperties *props, int id, const char *name, const void *data,
+                        size_t len)
+{
+    MQTTProperty p;
+    memset(&p, 0, sizeof p);
+    p.identifier = id;
+    if (id == MQTTPROPERTY_CODE_USER_PROPERTY) {
+        p.value.data.data = (char *)name;
+        p.value.data.len = (int)strlen(name);
+        p.value.value.data = (char *)data;
+        p.value.value.len = (int)len;
+    } else {
+        p.value.data.data = (char *)data;
+        p.value.data.len = (int)len;
+    }
+    return MQTTProperties_add(props, &p); /* copies the data */
+}
+
+static int cmd_publish(struct ctl *c)
+{
+    const char *topic = NULL, *keypath = NULL, *file = NULL, *url = c->cfg.broker;
+    int want_reply = 0, code = 0, have_client = 0, state_init = 0;
+    double timeout_s = 10;
+    char sig[EG_SIG_B64_MAX], replies[1024], reply_topic[1100], client_id[64], *data = NULL;
+    uint8_t rnd[8];
+    size_t len = 0;
+    struct eg_rng *rng = NULL;
+    struct pub_state s;
+    MQTTAsync client = NULL;
+    MQTTAsync_createOptions cro = MQTTAsync_createOptions_initializer5;
+    MQTTAsync_connectOptions co = MQTTAsync_connectOptions_initializer5;
+    MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
+    MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+    MQTTAsync_responseOptions so = MQTTAsync_responseOptions_initializer;
+    MQTTAsync_message msg = MQTTAsync_message_initializer;
+    pthread_condattr_t ca;
+    int64_t deadline;
+    int rc;
+
+    memset(&s, 0, sizeof s);
+    sig[0] = '\0';
+    for (int i = 1; i < c->argc; i++) {
+        const char *a = c->argv[i];
+        if (strcmp(a, "--topic") == 0 && i + 1 < c->argc) {
+            topic = c->argv[++i];
+        } else if (strcmp(a, "--sign") == 0 && i + 1 < c->argc) {
+            keypath = c->argv[++i];
+        } else if (strcmp(a, "--reply") == 0) {
+            want_reply = 1;
+        } else if (strcmp(a, "--timeout") == 0 && i + 1 < c->argc) {
+            char *end;
+            const char *v = c->argv[++i];
+            timeout_s = strtod(v, &end);
+            if (end == v || *end || !(timeout_s > 0 && timeout_s <= 86400))
+                return die(2, "publish: --timeout \"%s\" must be seconds in (0, 86400]", v);
+        } else if (a[0] == '-' && a[1] == '-') {
+            return die(2, "publish: unknown option \"%s\" (or it needs a value)", a);
+        } else if (!file) {
+            file = a;
+        } else {
+            return die(2, "publish: unexpected argument \"%s\"", a);
+        }
+    }
+    if (!topic)
+        return die(2, "usage: ehrctl publish --topic TOPIC [--sign KEY] [--broker URL] "
+                      "[--reply [--timeout S]] [FILE]");
+    if (!topic[0] || strpbrk(topic, "+#") || strlen(topic) > 65535)
+        return die(2, "publish: --topic \"%s\" must be a topic name without wildcards", topic);
+    if (want_reply && pub_replies_topic(topic, replies, sizeof replies) != 0)
+        return die(2,
+                   "publish: --reply needs a request topic (\".../request\" or "
+                   "\".../consent\"); \"%s\" has no replies topic",
+                   topic);
+    if (!url || !url[0])
+        return die(2, "publish: no broker (--broker URL or broker in the config)");
+    if (file && strcmp(file, "-") == 0)
+        file = NULL;
+    if (read_file(file, &data, &len) != 0)
+        return die(2, "%s: cannot read: %s", file ? file : "stdin", strerror(errno));
+    if (eg_rng_new(&rng) != EG_OK) {
+        code = die(2, "cannot seed the random generator");
+        goto out;
+    }
+
+    /* the signature (SPEC §3), exactly as `ehrctl sign` makes it */
+    if (keypath) {
+        struct eg_key *k = NULL;
+        struct eg_error e = {0};
+        uint8_t digest[32];
+        if (eg_key_load_private(keypath, &k, &e) != EG_OK) {
+            code = die(2, "%s: %s", keypath, e.detail);
+            goto out;
+        }
+        eg_topic_digest(topic, data, len, digest);
+        rc = eg_key_sign_digest(k, rng, digest, sig, sizeof sig) != EG_OK;
+        eg_key_free(k);
+        if (rc) {
+            code = die(2, "%s: signing failed", keypath);
+            goto out;
+        }
+    }
+
+    if (eg_rng_bytes(rng, rnd, sizeof rnd) != EG_OK ||
+        eg_rng_bytes(rng, s.corr, sizeof s.corr) != EG_OK) {
+        code = die(2, "random generator failed");
+        goto out;
+    }
+    snprintf(client_id, sizeof client_id, "ehrctl-%ld-%02x%02x%02x%02x", (long)getpid(), rnd[0],
+             rnd[1], rnd[2], rnd[3]);
+    snprintf(reply_topic, sizeof reply_topic, "%s/ehrctl-%ld-%02x%02x%02x%02x", replies,
+             (long)getpid(), rnd[4], rnd[5], rnd[6], rnd[7]);
+    s.reply_topic = reply_topic;
+
+    if (pthread_condattr_init(&ca) != 0 || pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 ||
+        pthread_mutex_init(&s.mu, NULL) != 0 || pthread_cond_init(&s.cv, &ca) != 0) {
+        code = die(2, "cannot initialise a mutex");
+        goto out;
+    }
+    pthread_condattr_destroy(&ca);
+    state_init = 1;
+
+    rc = MQTTAsync_createWithOptions(&client, url, client_id, MQTTCLIENT_PERSISTENCE_NONE, NULL,
+                                     &cro);
+    if (rc != MQTTASYNC_SUCCESS) {
+        code = die(2, "--broker \"%s\": not a usable broker URL (%s)", url, MQTTAsync_strerror(rc));
+        goto out;
+    }
+    have_client = 1;
+    MQTTAsync_setCallbacks(client, &s, pub_on_lost, pub_on_message, NULL);
+    co.keepAliveInterval = 30;
+    co.cleanstart = 1;
+    co.connectTimeout = timeout_s < 10 ? (int)timeout_s + 1 : 10;
+    co.onSuccess5 = pub_on_connected;
+    co.onFailure5 = pub_on_connect_failed;
+    co.context = &s;
+    if (strncmp(url, "mqtts://", 8) == 0) {
+        ssl.trustStore = c->cfg.cafile;
+        ssl.keyStore = c->cfg.cert;
+        ssl.privateKey = c->cfg.keyfile;
+        ssl.enableServerCertAuth = 1;
+        ssl.verify = 1;
+        co.ssl = &ssl;
+    }
+    if ((rc = MQTTAsync_connect(client, &co)) != MQTTASYNC_SUCCESS) {
+        code = die(2, "cannot connect to %s: %s", url, MQTTAsync_strerror(rc));
+        goto out;
+    }
+    if (!pub_wait(&s, &s.connected, &s.conn_failed,
+                  eg_mono_ms() + co.connectTimeout * 1000 + 2000) ||
+        !s.connected) {
+        code = die(2, "cannot connect to %s: %s", url, s.why[0] ? s.why : "timed out");
+        goto out;
+    }
+
+    if (want_reply) {
+        ro.onSuccess5 = pub_on_subscribed;
+        ro.onFailure5 = pub_on_subscribe_failed;
+        ro.context = &s;
+        if (MQTTAsync_subscribe(client, reply_topic, 1, &ro) != MQTTASYNC_SUCCESS ||
+            !pub_wait(&s, &s.subscribed, &s.sub_failed, eg_mono_ms() + 10000) || !s.subscribed) {
+            code =
+                die(2, "cannot subscribe to %s: %s", reply_topic, s.why[0] ? s.why : "no SUBACK");
+            goto out;
+        }
+    }
+
+    msg.payload = data;
+    msg.payloadlen = (int)len;
+    msg.qos = 1;
+    msg.retained = 0;
+    if ((sig[0] && pub_add_prop(&msg.properties, MQTTPROPERTY_CODE_USER_PROPERTY, "sig", sig,
+                                strlen(sig)) != 0) ||
+        (want_reply && (pub_add_prop(&msg.properties, MQTTPROPERTY_CODE_RESPONSE_TOPIC, NULL,
+                                     reply_topic, strlen(reply_topic)) != 0 ||
+                        pub_add_prop(&msg.properties, MQTTPROPERTY_CODE_CORRELATION_DATA, NULL,
+                                     s.corr, sizeof s.corr) != 0))) {
+        MQTTProperties_free(&msg.properties);
+        code = die(2, "cannot build the message properties");
+        goto out;
+    }
+    so.onSuccess5 = pub_on_sent;
+    so.onFailure5 = pub_on_send_failed;
+    so.context = &s;
+    deadline = eg_mono_ms() + (int64_t)(timeout_s * 1000);
+    rc = MQTTAsync_sendMessage(client, topic, &msg, &so);
+    MQTTProperties_free(&msg.properties);
+    if (rc != MQTTASYNC_SUCCESS) {
+        code = die(2, "cannot publish on %s: %s", topic, MQTTAsync_strerror(rc));
+        goto out;
+    }
+
+    if (!pub_wait(&s, &s.acked, &s.ack_failed, deadline)) {
+        code = die(1, "no PUBACK for %s within %g s", topic, timeout_s);
+        goto out;
+    }
+    if (s.ack_failed || s.lost) {
+        code = die(2, "broker refused the message on %s: %s%s", topic, s.why[0] ? s.why : "failed",
+                   s.lost ? " (connection lost)" : "");
+        goto out;
+    }
+    if (want_reply) {
+        if (!pub_wait(&s, &s.have_reply, &s.ack_failed, deadline)) {
+            code = die(1, "no reply on %s within %g s", reply_topic, timeout_s);
+            goto out;
+        }
+        if (!s.have_reply) {
+            code = die(2, "connection to %s lost while waiting for the reply", url);
+            goto out;
+        }
+        if (!s.reply) {
+            code = die(2, "out of memory");
+            goto out;
+        }
+        fwrite(s.reply, 1, s.reply_len, stdout);
+        if (s.reply_len == 0 || s.reply[s.reply_len - 1] != '\n')
+            fputc('\n', stdout);
+        if (fflush(stdout) != 0)
+            code = die(2, "cannot write the reply: %s", strerror(errno));
+    }
+out:
+    if (have_client) {
+        if (MQTTAsync_isConnected(client)) {
+            MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer5;
+            int64_t until = eg_mono_ms() + 2000;
+            d.timeout = 1000;
+            if (MQTTAsync_disconnect(client, &d) == MQTTASYNC_SUCCESS)
+                while (MQTTAsync_isConnected(client) && eg_mono_ms() < until)
+                    usleep(10000);
+        }
+        MQTTAsync_destroy(&client);
+    }
+    if (state_init) {
+        pthread_cond_destroy(&s.cv);
+        pthread_mutex_destroy(&s.mu);
+    }
+    free(s.reply);
+    free(data);
+    eg_rng_free(rng);
+    return code;
+}
+
 int main(int argc, char **argv)
 {
     struct ctl c;
@@ -989,6 +1408,8 @@ int main(int argc, char **argv)
         code = cmd_keygen(&c);
     } else if (strcmp(rest[0], "sign") == 0) {
         code = cmd_sign(&c);
+    } else if (strcmp(rest[0], "publish") == 0) {
+        code = cmd_publish(&c);
     } else if (strcmp(rest[0], "register") == 0) {
         code = cmd_register(&c);
     } else if (strcmp(rest[0], "quarantine") == 0) {

@@ -189,7 +189,7 @@ static void test_fixtures_good(void)
 
         if (strcmp(c->expect, "ok") != 0)
             continue;
-        snprintf(path, sizeof path, FIXDIR "%s", c->file);
+        snprintf(path, sizeof path, FIXDIR "%.200s", c->file);
         payload = read_file(path, &len);
         snprintf(path, sizeof path, FIXDIR "%.*s.expected", (int)(strlen(c->file) - 4), c->file);
         expected = read_file(path, NULL);
@@ -242,7 +242,7 @@ static void test_fixtures_bad(void)
 
         if (strcmp(c->expect, "ok") == 0)
             continue;
-        snprintf(path, sizeof path, FIXDIR "%s", c->file);
+        snprintf(path, sizeof path, FIXDIR "%.200s", c->file);
         payload = read_file(path, &len);
         CHECKF(payload != NULL, "%s: cannot read", c->file);
         if (!payload)

@@ -40,6 +40,11 @@ void log_msg(enum eg_log_level level, const char *fmt, ...)
     if (n > 0 && (size_t)n < sizeof line)
         vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
     va_end(ap);
+    /* a value from the wire (a message id, say) must not forge log lines:
+     * control characters become '?' */
+    for (char *p = line; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
     /* one fputs per line: stdio locks the stream, so lines never interleave;
      * a line cut at the buffer's end keeps its newline */
     {

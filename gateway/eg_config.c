@@ -442,9 +442,15 @@ eg_err eg_config_validate(const struct eg_config *cfg, struct eg_error *e)
             return eg_fail(e, EG_E_USAGE, "grantee: \"%s\" must be NAME:PURPOSE",
                            cfg->grantee.v[i]);
         *colon = '\0';
-        if (!id_ok(buf) || !colon[1])
-            return eg_fail(e, EG_E_USAGE, "grantee: \"%s\" must be NAME:PURPOSE",
+        if (!id_ok(buf) || !id_ok(colon + 1))
+            return eg_fail(e, EG_E_USAGE,
+                           "grantee: \"%s\" must be NAME:PURPOSE, each 1-64 of A-Z a-z 0-9 . _ -",
                            cfg->grantee.v[i]);
+        for (int j = 0; j < i; j++) {
+            size_t nl = strlen(buf);
+            if (strncmp(cfg->grantee.v[j], buf, nl) == 0 && cfg->grantee.v[j][nl] == ':')
+                return eg_fail(e, EG_E_USAGE, "grantee: %s is given twice", buf);
+        }
     }
     return EG_OK;
 }

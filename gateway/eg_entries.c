@@ -90,6 +90,10 @@ eg_err eg_entry_append(struct eg_store *st, struct eg_vault *v, const char *gw_n
     bytes = eg_entry_bytes(gw_name, seq, in, eg_vault_rng(v), &len);
     if (!bytes)
         return EG_E_NOMEM;
+    if (in->max_bytes && len > in->max_bytes) {
+        free(bytes);
+        return EG_E_TOO_LARGE;
+    }
     eg_merkle_leaf(bytes, len, leaf);
     if (uses_patient_key(in->kind)) {
         if ((rc = eg_vault_patient_key(v, st, in->patient, 1, key)) != EG_OK)

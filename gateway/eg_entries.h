@@ -29,6 +29,7 @@ struct eg_entry_in {
     int64_t effective_at; /* for consent decisions; INT64_MIN if none */
     const cJSON *resource; /* borrowed; NULL -> JSON null */
     const cJSON *extra;    /* borrowed object whose members follow resource, or NULL */
+    size_t max_bytes;      /* entry bytes above this -> EG_E_TOO_LARGE; 0 = no limit */
 };
 
 /* Builds the entry bytes for seq (malloc'ed, *len set) using a fresh salt

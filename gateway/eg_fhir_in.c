@@ -427,13 +427,16 @@ static eg_err check_value_loose(struct pctx *c, const cJSON *val, const char *vk
     return EG_OK; /* valueString checked by find_value */
 }
 
-/* Deep copy of v added under key. Returns 0 or -1 on OOM. */
+/* Deep copy of v, without extensions, added under key. Returns 0 or -1 on
+ * OOM. */
+static void strip_extensions(cJSON *v);
 static int add_copy(cJSON *obj, const char *key, const cJSON *v)
 {
     cJSON *d = cJSON_Duplicate(v, 1);
 
     if (!d)
         return -1;
+    strip_extensions(d);
     if (!cJSON_AddItemToObject(obj, key, d)) {
         cJSON_Delete(d);
         return -1;
@@ -761,7 +764,6 @@ static eg_err check_components_loose(struct pctx *c, const cJSON *comps)
 /* The subject: "Patient/{id}" (SPEC §2 id) and/or identifier.value. */
 static eg_err check_subject(struct pctx *c, const cJSON *subj, struct eg_hobs *ob)
 {
-    char qb[64];
     const cJSON *ref, *ident, *type;
 
     if (!subj)
@@ -779,11 +781,11 @@ static eg_err check_subject(struct pctx *c, const cJSON *subj, struct eg_hobs *o
     if (ref) {
         const char *r = cJSON_IsString(ref) ? ref->valuestring : NULL;
 
+        /* the value is not repeated in the detail: it may name the patient */
         if (!r || strncmp(r, "Patient/", 8) != 0 || !eg_id_valid(r + 8))
             return fail(c, EG_E_SCHEMA,
-                        "subject.reference: \"%s\" must be Patient/{id} with an id of 1-64 "
-                        "characters A-Z a-z 0-9 . _ -",
-                        eg_detail_str(qb, sizeof qb, r ? r : ""));
+                        "subject.reference: must be Patient/{id} with an id of 1-64 "
+                        "characters A-Z a-z 0-9 . _ -");
         snprintf(ob->patient_id, sizeof ob->patient_id, "%s", r + 8);
     }
     if (ident) {
@@ -916,6 +918,162 @@ static eg_err check_notes(struct pctx *c, const cJSON *notes)
 }
 
 /* Checks Observation o (already known to be one) into in and ob. */
+/* ---- shapes of the elements copied through (review M4) ------------------
+ * Elements that are kept are checked against an allow-list of their FHIR R4
+ * datatype's members, so that what we store is valid R4 and nothing is
+ * smuggled through; `modifierExtension` anywhere changes the meaning of
+ * what it sits in and is refused (`unsupported`); `extension` and
+ * primitive extensions (`_x`) are dropped from every copy. */
+
+enum shape { SH_CC, SH_CODING, SH_QTY, SH_RANGE, SH_RATIO, SH_PERIOD, SH_COMPONENT, SH_REFRANGE };
+
+struct member {
+    const char *key;
+    int array;        /* 1: an array of the shape */
+    int shape;        /* enum shape, or -1 for a primitive */
+};
+
+static const struct member m_cc[] = {{"coding", 1, SH_CODING}, {"text", 0, -1}, {NULL, 0, 0}};
+static const struct member m_coding[] = {{"system", 0, -1}, {"version", 0, -1},
+                                         {"code", 0, -1},   {"display", 0, -1},
+                                         {"userSelected", 0, -1}, {NULL, 0, 0}};
+static const struct member m_qty[] = {{"value", 0, -1}, {"comparator", 0, -1}, {"unit", 0, -1},
+                                      {"system", 0, -1}, {"code", 0, -1},      {NULL, 0, 0}};
+static const struct member m_range[] = {{"low", 0, SH_QTY}, {"high", 0, SH_QTY}, {NULL, 0, 0}};
+static const struct member m_ratio[] = {
+    {"numerator", 0, SH_QTY}, {"denominator", 0, SH_QTY}, {NULL, 0, 0}};
+static const struct member m_period[] = {{"start", 0, -1}, {"end", 0, -1}, {NULL, 0, 0}};
+static const struct member m_component[] = {{"code", 0, SH_CC},
+                                             {"valueQuantity", 0, SH_QTY},
+                                             {"valueCodeableConcept", 0, SH_CC},
+                                             {"valueString", 0, -1},
+                                             {"valueBoolean", 0, -1},
+                                             {"valueInteger", 0, -1},
+                                             {"valueRange", 0, SH_RANGE},
+                                             {"valueRatio", 0, SH_RATIO},
+                                             {"valueTime", 0, -1},
+                                             {"valueDateTime", 0, -1},
+                                             {"valuePeriod", 0, SH_PERIOD},
+                                             {"dataAbsentReason", 0, SH_CC},
+                                             {"interpretation", 1, SH_CC},
+                                             {"referenceRange", 1, SH_REFRANGE},
+                                             {NULL, 0, 0}};
+static const struct member m_refrange[] = {{"low", 0, SH_QTY},       {"high", 0, SH_QTY},
+                                           {"type", 0, SH_CC},       {"appliesTo", 1, SH_CC},
+                                           {"age", 0, SH_RANGE},     {"text", 0, -1},
+                                           {NULL, 0, 0}};
+static const struct member *const shapes[] = {m_cc,     m_coding, m_qty,       m_range,
+                                              m_ratio,  m_period, m_component, m_refrange};
+static const char *const shape_names[] = {"CodeableConcept", "Coding", "Quantity", "Range",
+                                          "Ratio", "Period", "component", "referenceRange"};
+
+static eg_err check_shape(struct pctx *c, const cJSON *v, int sh, const char *path, int depth)
+{
+    const cJSON *it;
+    if (depth > 8)
+        return fail(c, EG_E_SCHEMA, "%s: nested too deeply", path);
+    if (!cJSON_IsObject(v))
+        return fail(c, EG_E_SCHEMA, "%s: must be a %s object", path, shape_names[sh]);
+    cJSON_ArrayForEach(it, v)
+    {
+        const struct member *m;
+        char sub[160];
+        if (strcmp(it->string, "modifierExtension") == 0)
+            return fail(c, EG_E_UNSUPPORTED, "%s.modifierExtension: not accepted", path);
+        if (strcmp(it->string, "extension") == 0 || strcmp(it->string, "id") == 0 ||
+            it->string[0] == '_')
+            continue; /* dropped from the copy (id: an element id, harmless) */
+        for (m = shapes[sh]; m->key; m++)
+            if (strcmp(m->key, it->string) == 0)
+                break;
+        if (!m->key) {
+            char qb2[64];
+            return fail(c, EG_E_SCHEMA, "%s: \"%s\" is not a member of %s", path,
+                        eg_detail_str(qb2, sizeof qb2, it->string), shape_names[sh]);
+        }
+        snprintf(sub, sizeof sub, "%.100s.%s", path, m->key);
+        if (m->shape < 0) {
+            if (cJSON_IsObject(it) || cJSON_IsArray(it))
+                return fail(c, EG_E_SCHEMA, "%s: must be a primitive value", sub);
+            continue;
+        }
+        if (m->array) {
+            const cJSON *el;
+            int i = 0;
+            eg_err rc;
+            if (!cJSON_IsArray(it))
+                return fail(c, EG_E_SCHEMA, "%s: must be an array", sub);
+            cJSON_ArrayForEach(el, it)
+            {
+                char sub2[180];
+                snprintf(sub2, sizeof sub2, "%s[%d]", sub, i++);
+                if ((rc = check_shape(c, el, m->shape, sub2, depth + 1)) != EG_OK)
+                    return rc;
+            }
+        } else {
+            eg_err rc = check_shape(c, it, m->shape, sub, depth + 1);
+            if (rc != EG_OK)
+                return rc;
+        }
+    }
+    return EG_OK;
+}
+
+/* The Observation's kept elements against their shapes. */
+static eg_err check_nested(struct pctx *c, const cJSON *o)
+{
+    static const struct {
+        const char *key;
+        int array, shape;
+    } kept[] = {{"code", 0, SH_CC},
+                {"valueQuantity", 0, SH_QTY},
+                {"valueCodeableConcept", 0, SH_CC},
+                {"dataAbsentReason", 0, SH_CC},
+                {"interpretation", 1, SH_CC},
+                {"bodySite", 0, SH_CC},
+                {"method", 0, SH_CC},
+                {"component", 1, SH_COMPONENT},
+                {"referenceRange", 1, SH_REFRANGE},
+                {"effectivePeriod", 0, SH_PERIOD}};
+    for (size_t k = 0; k < ARRAY_LEN(kept); k++) {
+        const cJSON *it = get(o, kept[k].key), *el;
+        eg_err rc;
+        int i = 0;
+        if (!it)
+            continue;
+        if (!kept[k].array) {
+            if ((rc = check_shape(c, it, kept[k].shape, kept[k].key, 0)) != EG_OK)
+                return rc;
+            continue;
+        }
+        if (!cJSON_IsArray(it))
+            return fail(c, EG_E_SCHEMA, "%s: must be an array", kept[k].key);
+        cJSON_ArrayForEach(el, it)
+        {
+            char path[96];
+            snprintf(path, sizeof path, "%s[%d]", kept[k].key, i++);
+            if ((rc = check_shape(c, el, kept[k].shape, path, 0)) != EG_OK)
+                return rc;
+        }
+    }
+    return EG_OK;
+}
+
+/* Removes "extension" and primitive extensions ("_x") at every level. */
+static void strip_extensions(cJSON *v)
+{
+    cJSON *it = v ? v->child : NULL;
+    while (it) {
+        cJSON *next = it->next;
+        if (cJSON_IsObject(v) && it->string &&
+            (strcmp(it->string, "extension") == 0 || it->string[0] == '_'))
+            cJSON_Delete(cJSON_DetachItemViaPointer(v, it));
+        else
+            strip_extensions(it);
+        it = next;
+    }
+}
+
 static eg_err check_observation(struct pctx *c, const cJSON *o, struct obs_in *in,
                                 struct eg_hobs *ob)
 {
@@ -928,6 +1086,8 @@ static eg_err check_observation(struct pctx *c, const cJSON *o, struct obs_in *i
 
     memset(in, 0, sizeof *in);
     in->o = o;
+    if ((rc = check_nested(c, o)) != EG_OK)
+        return rc;
     cJSON_ArrayForEach(it, o)
     {
         if (it->string[0] == '_') /* primitive extensions: dropped */

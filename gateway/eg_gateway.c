@@ -19,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include "eg_chain.h"
@@ -56,6 +58,7 @@ struct gw {
     atomic_int pipeline_done;
     atomic_int degraded;     /* the last transaction failed */
     atomic_int unclean;      /* stopped with messages it could not commit */
+    atomic_int chain_bad;    /* the chain could not be reloaded after a rollback */
     int64_t *acked;
 };
 
@@ -176,7 +179,8 @@ static void reject_poison(struct gw *g, struct eg_msg *m)
     }
     eg_store_rollback(g->st);
     eg_ingest_abort(g->ig);
-    eg_chain_abort(g->chain);
+    if (eg_chain_abort(g->chain) != EG_OK)
+        atomic_store(&g->chain_bad, 1);
     log_msg(EG_LOG_ERROR, "a message failed repeatedly and could not be quarantined; dropped "
                           "without a receipt (its publisher resends it)");
 }
@@ -213,7 +217,8 @@ static eg_err commit_batch(struct gw *g, struct eg_msg *batch, size_t limit, con
 fail:
     eg_store_rollback(g->st);
     eg_ingest_abort(g->ig);
-    eg_chain_abort(g->chain);
+    if (eg_chain_abort(g->chain) != EG_OK)
+        atomic_store(&g->chain_bad, 1); /* reloaded before the next transaction */
     return rc;
 }
 
@@ -274,6 +279,18 @@ static void *pipeline(void *arg)
             if (stopping)
                 break;
             continue;
+        }
+        if (atomic_load(&g->chain_bad)) {
+            /* never append to a chain whose state we could not reload */
+            if (eg_chain_abort(g->chain) != EG_OK) {
+                if (stopping) {
+                    atomic_store(&g->unclean, 1);
+                    break;
+                }
+                usleep(500000);
+                continue;
+            }
+            atomic_store(&g->chain_bad, 0);
         }
         rc = commit_batch(g, pending, limit, g->acked, (size_t)pending_acked_n, online, stats, 0);
         if (rc != EG_OK) {
@@ -360,7 +377,7 @@ int eg_gateway_run(const struct eg_config *cfg, volatile sig_atomic_t *stop)
     struct eg_error e = {0};
     struct eg_mqtt_opts mo;
     pthread_t thread;
-    int started = 0, exit_code = 0;
+    int started = 0, exit_code = 0, lock_fd = -1;
     char client_id[128], will[512];
     eg_err rc;
 
@@ -373,6 +390,13 @@ int eg_gateway_run(const struct eg_config *cfg, volatile sig_atomic_t *stop)
     }
     if ((rc = eg_store_open(cfg->db, EG_STORE_CREATE, &g.st, &e)) != EG_OK)
         goto fail;
+    /* one gateway per database: two would publish the same outbox twice */
+    lock_fd = open(cfg->db, O_RDONLY | O_CLOEXEC);
+    if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        rc = eg_fail(&e, EG_E_USAGE, "%s: another ehrgate is already running on this database",
+                     cfg->db);
+        goto fail;
+    }
     if ((rc = eg_vault_open_gateway(g.st, cfg->key, cfg->master_key, g.rng, &g.vault, &e)) !=
         EG_OK)
         goto fail;
@@ -447,8 +471,21 @@ int eg_gateway_run(const struct eg_config *cfg, volatile sig_atomic_t *stop)
     {
         /* seal the open block, the offline status, then drain the outbox */
         int64_t acked_n = 0;
-        if (commit_batch(&g, NULL, 0, NULL, 0, 0, 0, 1) != EG_OK)
-            log_msg(EG_LOG_ERROR, "could not queue the offline status");
+        /* seal the open block and say offline; retried, as SPEC §12 wants
+         * the seal: exit 1 if it cannot be done */
+        {
+            int64_t until = eg_mono_ms() + STOP_GIVE_UP_MS;
+            eg_err src;
+            while ((src = commit_batch(&g, NULL, 0, NULL, 0, 0, 0, 1)) != EG_OK &&
+                   eg_mono_ms() < until)
+                usleep(200000);
+            if (src != EG_OK) {
+                log_msg(EG_LOG_ERROR, "could not seal the open block and queue the offline "
+                                      "status (%s)",
+                        eg_strerror(src));
+                atomic_store(&g.unclean, 1);
+            }
+        }
         eg_publisher_notify(g.pub);
         /* wait until the broker has answered everything up to the offline
          * status, so the retained status is right before the clean
@@ -494,5 +531,7 @@ out:
     eg_store_close(g.st);
     eg_rng_free(g.rng);
     free(g.acked);
+    if (lock_fd >= 0)
+        close(lock_fd); /* releases the lock */
     return exit_code;
 }

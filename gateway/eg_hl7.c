@@ -476,7 +476,6 @@ static const char *raw_quote(const uint8_t *s, size_t n, char *qb, size_t qn)
  * raw are kept as they are. label names the field in details. */
 static eg_err decode(struct hp *p, struct span raw, const char *label, char **out)
 {
-    char qb[QB];
     uint8_t *tmp;
     char *res;
     size_t i = 0, o = 0, j, k;
@@ -491,12 +490,14 @@ static eg_err decode(struct hp *p, struct span raw, const char *label, char **ou
         }
         for (j = i + 1; j < raw.n && raw.p[j] != p->enc.esc; j++)
             ;
+        /* details name the place, never the field's bytes: they may be PHI */
         if (j >= raw.n)
-            return eg_fail(p->e, EG_E_PARSE, "%s: unterminated escape sequence \"%s\"", label,
-                           raw_quote(raw.p + i, raw.n - i, qb, sizeof qb));
+            return eg_fail(p->e, EG_E_PARSE, "%s: unterminated escape sequence at offset %zu",
+                           label, i);
         if (j == i + 1 || unescape_one(&p->enc, raw.p + i + 1, j - i - 1, tmp, &o) != 0)
-            return eg_fail(p->e, EG_E_PARSE, "%s: unsupported escape sequence \"%s\"", label,
-                           raw_quote(raw.p + i, j + 1 - i, qb, sizeof qb));
+            return eg_fail(p->e, EG_E_PARSE,
+                           "%s: unsupported escape sequence (%zu bytes) at offset %zu", label,
+                           j + 1 - i, i);
         i = j + 1;
     }
     if (p->cs == CS_LATIN1) {
@@ -1007,17 +1008,10 @@ static int dtm_parse(const char *s, int off_min, char out[EG_TIME_STRLEN], int64
         return -1;
     switch (nd) {
     case 4:
-        snprintf(rfc, sizeof rfc, "%.4s-01-01", s);
-        if (eg_date_parse(rfc, ms) != 0)
-            return -1;
-        snprintf(out, EG_TIME_STRLEN, "%.4s", s);
-        return 0;
     case 6:
-        snprintf(rfc, sizeof rfc, "%.4s-%.2s-01", s, s + 4);
-        if (eg_date_parse(rfc, ms) != 0)
-            return -1;
-        snprintf(out, EG_TIME_STRLEN, "%.4s-%.2s", s, s + 4);
-        return 0;
+        /* a year or a month is not a measurement time: consent needs an
+         * instant, and the vital-signs profile (vs-1) a day at least */
+        return -1;
     case 8:
         snprintf(rfc, sizeof rfc, "%.4s-%.2s-%.2s", s, s + 4, s + 6);
         if (eg_date_parse(rfc, ms) != 0)
@@ -1074,7 +1068,7 @@ struct obr_state {
 
 static eg_err read_pid(struct hp *p, struct span seg, int index, struct pid_state *ps)
 {
-    char label[32], qb[QB];
+    char label[32];
     struct span f, r;
     struct pieces it;
     eg_err rc;
@@ -1096,8 +1090,8 @@ static eg_err read_pid(struct hp *p, struct span seg, int index, struct pid_stat
         if (n == 0)
             continue;
         if (n >= EG_HOSP_IDENT_MAX)
-            return eg_fail(p->e, EG_E_SCHEMA, "%s: identifier \"%s\" longer than %d bytes", label,
-                           eg_detail_str(qb, sizeof qb, id), EG_HOSP_IDENT_MAX - 1);
+            return eg_fail(p->e, EG_E_SCHEMA, "%s: an identifier is longer than %d bytes", label,
+                           EG_HOSP_IDENT_MAX - 1);
         if (ps->nidents == EG_HOSP_MAX_IDENTS)
             continue; /* the first EG_HOSP_MAX_IDENTS are the candidates */
         memcpy(ps->idents[ps->nidents++], id, n + 1);
@@ -1165,7 +1159,8 @@ static eg_err read_effective(struct hp *p, struct span seg, const struct obr_sta
     }
     if (dtm_parse(s, p->ctx->utc_offset_min, x->effective, &x->effective_ms) != 0)
         return eg_fail(p->e, EG_E_SCHEMA,
-                       "%s: \"%s\" is not an HL7 DTM (YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ])",
+                       "%s: \"%s\" is not an HL7 DTM with at least a day "
+                       "(YYYYMMDD[HH[MM[SS[.S]]]][+/-ZZZZ])",
                        label, eg_detail_str(qb, sizeof qb, s));
     ahead = x->effective_ms - p->ctx->now_ms;
     if (ahead > EG_FUTURE_SKEW_MS) {
@@ -1440,12 +1435,19 @@ static eg_err read_interpretation(struct hp *p, struct span seg, const struct ob
     size_t i;
     eg_err rc;
 
+    uint64_t seen = 0; /* each flag once: a repeated flag must not inflate the entry */
+    int reps = 0;
+
     *out = NULL;
     seg_field(seg, &p->enc, 0, 8, &f);
     pieces_init(&it, f);
     while (pieces_next(&it, p->enc.rs, &r)) {
         cJSON *cc, *codings, *c;
 
+        if (++reps > 16) {
+            rc = eg_fail(p->e, EG_E_SCHEMA, "%s: more than 16 abnormal flags", x->f8);
+            goto fail;
+        }
         if ((rc = decode(p, sub_span(r, &p->enc, 1, 1, 1), x->f8, &flag)))
             goto fail;
         if (!*flag)
@@ -1458,6 +1460,10 @@ static eg_err read_interpretation(struct hp *p, struct span seg, const struct ob
                          x->f8, eg_detail_str(qb, sizeof qb, flag));
             goto fail;
         }
+        if (i < 64 && (seen & (UINT64_C(1) << i)))
+            continue;
+        if (i < 64)
+            seen |= UINT64_C(1) << i;
         if (!*out && !(*out = cJSON_CreateArray()))
             goto nomem;
         cc = cJSON_CreateObject();
@@ -1728,9 +1734,9 @@ static eg_err parse_msg(struct hp *p, struct eg_hmsg *h)
         nseg++;
         if (!seg_id_ok(seg, &p->enc))
             return eg_fail(p->e, EG_E_PARSE,
-                           "segment %d: \"%s\" does not start with a segment id and a field "
-                           "separator (truncated?)",
-                           nseg, raw_quote(seg.p, seg.n, qb, sizeof qb));
+                           "segment %d (%zu bytes): does not start with a segment id and a field "
+                           "separator (truncated, or a line break inside a field?)",
+                           nseg, seg.n);
         if (memcmp(seg.p, "MSH", 3) == 0)
             return eg_fail(p->e, EG_E_UNSUPPORTED,
                            "segment %d: a second MSH (batches are not supported)", nseg);

@@ -398,6 +398,9 @@ static eg_err commit_accepted(struct eg_ingest *ig, struct msgctx *c, const stru
             .received_at = c->m->received_ms,
             .effective_at = o[i].effective_ms,
             .resource = o[i].resource,
+            /* one normalized observation is never much larger than the
+             * payload it came from; bounds what a crafted message can store */
+            .max_bytes = (size_t)ig->cfg->max_payload_bytes + 65536,
         };
         if ((rc = eg_entry_append(ig->st, ig->v, ig->cfg->name, ig->next_seq, &in, leaf)) !=
             EG_OK)
@@ -537,7 +540,12 @@ static eg_err telemetry(struct eg_ingest *ig, struct msgctx *c)
     rc = commit_accepted(ig, c, out, nobs);
     if (rc == EG_OK || is_storage_error(rc))
         goto out;
-    eg_fail(&err, EG_E_INTERNAL, "internal: could not store the message (%s)", eg_strerror(rc));
+    if (rc == EG_E_TOO_LARGE)
+        eg_fail(&err, EG_E_TOO_LARGE, "entry: a normalized observation exceeds %lld bytes",
+                (long long)ig->cfg->max_payload_bytes + 65536);
+    else
+        eg_fail(&err, EG_E_INTERNAL, "internal: could not store the message (%s)",
+                eg_strerror(rc));
     rc = EG_OK;
 
 rejected:
@@ -607,6 +615,24 @@ static eg_err resolve_patient(struct eg_ingest *ig, const char *hospital_id,
                            index, o->patient_id);
         if (rc != EG_OK)
             return rc;
+        /* a subject that also names an identifier must name the same
+         * patient: never store a record under one of two conflicting ids */
+        for (int i = 0; i < o->nidents; i++) {
+            char mapped[EG_ID_MAX];
+            rc = eg_registry_identifier(ig->st, hospital_id, o->idents[i], mapped);
+            if (rc == EG_OK && strcmp(mapped, o->patient_id) != 0)
+                return eg_fail(err, EG_E_UNKNOWN_PATIENT,
+                               "observation %zu: subject.reference and subject.identifier name "
+                               "different patients",
+                               index);
+            if (rc == EG_E_UNKNOWN_PATIENT)
+                return eg_fail(err, EG_E_UNKNOWN_PATIENT,
+                               "observation %zu: subject.identifier is not mapped for hospital "
+                               "%s, so it cannot confirm subject.reference",
+                               index, hospital_id);
+            if (rc != EG_OK)
+                return rc;
+        }
         snprintf(patient, EG_ID_MAX, "%s", o->patient_id);
         return EG_OK;
     }
@@ -668,6 +694,15 @@ static eg_err hospital(struct eg_ingest *ig, struct msgctx *c)
         goto out;
     }
     if (h.have_msg_id) {
+        /* a message id with control characters is no id (it would end up
+         * in logs, entries and identifiers) */
+        int bad = 0;
+        for (const char *q = h.msg_id; *q; q++)
+            bad |= (unsigned char)*q < 0x20 || *q == 0x7f;
+        if (bad || strspn(h.msg_id, " ") == strlen(h.msg_id)) {
+            eg_fail(&err, EG_E_SCHEMA, "message id: must be printable and not blank");
+            goto rejected;
+        }
         snprintf(c->msg_id, sizeof c->msg_id, "%s", h.msg_id);
         c->have_msg_id = 1;
     }
@@ -736,7 +771,12 @@ static eg_err hospital(struct eg_ingest *ig, struct msgctx *c)
     rc = commit_accepted(ig, c, out, h.n);
     if (rc == EG_OK || is_storage_error(rc))
         goto out;
-    eg_fail(&err, EG_E_INTERNAL, "internal: could not store the message (%s)", eg_strerror(rc));
+    if (rc == EG_E_TOO_LARGE)
+        eg_fail(&err, EG_E_TOO_LARGE, "entry: a normalized observation exceeds %lld bytes",
+                (long long)ig->cfg->max_payload_bytes + 65536);
+    else
+        eg_fail(&err, EG_E_INTERNAL, "internal: could not store the message (%s)",
+                eg_strerror(rc));
     rc = EG_OK;
 
 rejected:

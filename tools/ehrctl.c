@@ -928,6 +928,29 @@ static int cmd_verify_proof(struct ctl *c)
         code = die(1, "verify-proof: FAILED: the entry bytes do not hash to the proof's leaf_hash");
         goto out;
     }
+    {
+        /* the entry must say it is the entry at that place: its own seq and
+         * entry_id, not just a hash that happens to be in the block */
+        cJSON *ej = NULL;
+        struct eg_error pe = {0};
+        uint64_t eseq;
+        const char *eid, *pid = egjson_str(proof, "entry_id");
+        if (egjson_parse((const uint8_t *)entry, elen, &ej, &pe) != EG_OK ||
+            egjson_get_u53(cJSON_GetObjectItemCaseSensitive(ej, "seq"), &eseq) != 0 ||
+            !(eid = egjson_str(ej, "entry_id"))) {
+            cJSON_Delete(ej);
+            code = die(1, "verify-proof: FAILED: ENTRY_FILE is not an entry (no seq/entry_id)");
+            goto out;
+        }
+        if (eseq != b.first_seq + index || (pid && strcmp(pid, eid) != 0)) {
+            cJSON_Delete(ej);
+            code = die(1, "verify-proof: FAILED: the entry says seq %llu (%s) but the proof "
+                          "places it at seq %llu",
+                       (unsigned long long)eseq, eid, (unsigned long long)(b.first_seq + index));
+            goto out;
+        }
+        cJSON_Delete(ej);
+    }
     eg_key_fingerprint(k, gid);
     if (memcmp(gid, b.gateway_id, 32) != 0) {
         code = die(1, "verify-proof: FAILED: the block's gateway_id is not this key's");

@@ -152,6 +152,14 @@ class Anchor(unittest.TestCase):
                               os.path.join(self.env.dir, "other.pub")], capture_output=True)
         self.assertEqual(bad.returncode, 1)
 
+        # a proof whose entry_id was edited does not vouch for another entry
+        doctored = dict(rep, entry_id="gw1-999")
+        with open(pf, "w") as f:
+            json.dump(doctored, f)
+        bad = subprocess.run([EHRCTL, "verify-proof", pf, ef, "--pubkey", pub],
+                             capture_output=True)
+        self.assertEqual(bad.returncode, 1, bad.stdout)
+
         rep, _ = self.reply({"op": "block", "height": 1})
         self.assertEqual(rep, {"op": "block", "status": "ok", "block": blocks[1]})
 

@@ -187,6 +187,81 @@ class Hospital(unittest.TestCase):
                            input=msg).stdout.decode().strip()
         self.assertEqual(self.sent("HS", msg, sig=sig)["status"], "accepted")
 
+    def qrows(self):
+        out = self.env.ctl("quarantine", "list").stdout.decode().splitlines()
+        return [json.loads(l) for l in out]
+
+    def test_review_rejections_are_quarantined_and_leak_no_phi(self):
+        secret = "JaneDoe-12-Main-St"
+        cases = [
+            # an identifier value that is too long
+            oru("PHI1", secret * 10, [obx_nm(1, "8867-4", "HR", "72", "/min")]),
+            # a line break inside a field splits a segment
+            oru("PHI2", "MRN123", [obx_nm(1, "8867-4", "HR", "72", "/min")]).replace(
+                "DOE^JANE", "DOE^" + secret + "\rlives here"),
+            # a bad escape in a text value
+            oru("PHI3", "MRN123", ["OBX|1|ST|8251-1^Comment^LN||" + secret + " \\Zbad\\|||||F|||" +
+                                   now_dtm()]),
+        ]
+        for msg in cases:
+            r = self.sent("H1", msg)
+            self.assertEqual(r["status"], "rejected", r)
+            self.assertNotIn(secret, r["error"]["detail"])
+            self.assertNotIn(secret, r["hl7_ack"])
+        fhir = {"resourceType": "Observation", "id": "phi4", "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+                "subject": {"reference": "Patient/" + secret + " 1980-01-01"},
+                "effectiveDateTime": "2026-11-23T10:00:00Z", "valueQuantity": {"value": 60}}
+        r = self.sent("H1", json.dumps(fhir))
+        self.assertNotIn(secret, r["error"]["detail"])
+        rows = [q for q in self.qrows() if q["topic"] == R % "H1"]
+        self.assertTrue(all(secret not in q["detail"] for q in rows))
+        self.assertTrue(any(q["code"] == "schema" for q in rows))
+        self.assertIn(self.env.gw.log().count(secret), (0,))
+
+    def test_review_conflicting_subject_forms_are_refused(self):
+        o = {"resourceType": "Observation", "id": "both-1", "status": "final",
+             "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+             "subject": {"reference": "Patient/P2", "identifier": {"value": "MRN123"}},
+             "effectiveDateTime": "2026-11-23T10:00:00Z", "valueQuantity": {"value": 60}}
+        r = self.sent("H1", json.dumps(o))  # MRN123 at H1 is P1, not P2
+        self.assertEqual((r["status"], r["error"]["code"]), ("rejected", "unknown_patient"))
+        o.update(id="both-2", subject={"reference": "Patient/P1",
+                                       "identifier": {"value": "MRN123"}})
+        self.assertEqual(self.sent("H1", json.dumps(o))["status"], "accepted")
+
+    def test_review_nested_modifier_extensions_and_partial_dates(self):
+        o = {"resourceType": "Observation", "id": "mod-1", "status": "final",
+             "code": {"coding": [{"system": "http://loinc.org", "code": "2093-3"}],
+                      "modifierExtension": [{"url": "urn:x", "valueBoolean": True}]},
+             "subject": {"reference": "Patient/P1"},
+             "effectiveDateTime": "2026-11-23T10:00:00Z",
+             "valueQuantity": {"value": 182, "unit": "mg/dL"}}
+        self.assertEqual(self.sent("H1", json.dumps(o))["error"]["code"], "unsupported")
+        o["code"].pop("modifierExtension")
+        o["code"]["coding"][0]["extension"] = [{"url": "urn:note", "valueString": "SSN 123"}]
+        o["id"] = "mod-2"
+        r = self.sent("H1", json.dumps(o))
+        self.assertEqual(r["status"], "accepted", r)
+        stored = self.entries()[r["entries"][0]["entry_id"]]
+        self.assertNotIn("SSN 123", json.dumps(stored))
+        msg = oru("PD1", "MRN123", [obx_nm(1, "8867-4", "HR", "72", "/min").rsplit("|", 1)[0] +
+                                    "|202611"])
+        r = self.sent("H1", msg)
+        self.assertEqual(r["error"]["code"], "schema")
+        self.assertIn("OBX[1]-14", r["error"]["detail"])
+
+    def test_review_repeated_flags_do_not_inflate_entries(self):
+        obx = obx_nm(1, "2093-3", "Chol", "182", "mg/dL").split("|")
+        obx[8] = "~".join(["H"] * 16)
+        r = self.sent("H1", oru("FLAGS1", "MRN123", ["|".join(obx)]))
+        self.assertEqual(r["status"], "accepted", r)
+        res = self.entries()[r["entries"][0]["entry_id"]]["resource"]
+        self.assertEqual(len(res["interpretation"]), 1)
+        obx[8] = "~".join(["H"] * 17)
+        r = self.sent("H1", oru("FLAGS2", "MRN123", ["|".join(obx)]))
+        self.assertEqual(r["error"]["code"], "schema")
+
     def test_zz_stored_observations_pass_the_fhir_validator(self):
         out = os.path.join(self.env.dir, "hospital.jsonl")
         with open(out, "w") as f:

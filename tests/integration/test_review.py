@@ -127,6 +127,19 @@ class Review(unittest.TestCase):
             small.disconnect()
 
 
+class SingleInstance(unittest.TestCase):
+    def test_second_gateway_on_the_same_database_is_refused(self):
+        e = Env("single")
+        try:
+            e.gw.start()
+            p = subprocess.run(e.gw.argv(), capture_output=True, timeout=20)
+            self.assertEqual(p.returncode, 2)
+            self.assertIn("another ehrgate is already running", p.stderr.decode())
+            self.assertEqual(e.gw.stop(), 0)
+        finally:
+            e.close()
+
+
 class KeyModes(unittest.TestCase):
     def test_group_readable_gateway_key_stops_the_gateway(self):
         e = Env("keymode")

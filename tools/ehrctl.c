@@ -943,10 +943,10 @@ static int cmd_verify_proof(struct ctl *c)
             goto out;
         }
         if (eseq != b.first_seq + index || (pid && strcmp(pid, eid) != 0)) {
-            cJSON_Delete(ej);
             code = die(1, "verify-proof: FAILED: the entry says seq %llu (%s) but the proof "
                           "places it at seq %llu",
                        (unsigned long long)eseq, eid, (unsigned long long)(b.first_seq + index));
+            cJSON_Delete(ej); /* eid points into it */
             goto out;
         }
         cJSON_Delete(ej);

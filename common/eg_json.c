@@ -511,3 +511,17 @@ char *egjson_print(const cJSON *item, size_t *len)
         *len = strlen(s);
     return s;
 }
+
+int egjson_add_taken(cJSON *parent, const char *key, cJSON *child)
+{
+    cJSON_bool ok;
+
+    if (!child)
+        return -1;
+    ok = key ? cJSON_AddItemToObject(parent, key, child) : cJSON_AddItemToArray(parent, child);
+    if (!ok) {
+        cJSON_Delete(child);
+        return -1;
+    }
+    return 0;
+}

@@ -47,6 +47,11 @@ cJSON *egjson_create_u64(uint64_t v);
  * (98.6 °F -> 37, 1.5 -> 1.5, 80.0 -> 80). Returns the node or NULL. */
 cJSON *egjson_add_number2(cJSON *obj, const char *key, double v);
 
+/* Adds child to an object under key, or to an array when key is NULL,
+ * taking ownership of child also on failure (then it is freed). Returns 0,
+ * or -1 if child is NULL or cannot be added. */
+int egjson_add_taken(cJSON *parent, const char *key, cJSON *child);
+
 /* cJSON_PrintUnformatted into a malloc'ed buffer; *len = strlen. NULL on OOM. */
 char *egjson_print(const cJSON *item, size_t *len);
 

@@ -352,22 +352,6 @@ eg_err eg_reading_check_parts(const struct eg_reading_spec *s, const struct eg_v
     return EG_OK;
 }
 
-/* Adds child to an object (key) or an array (key NULL); takes child, also
- * on failure. Returns 0 or -1. */
-static int add_item(cJSON *parent, const char *key, cJSON *child)
-{
-    cJSON_bool ok;
-
-    if (!child)
-        return -1;
-    ok = key ? cJSON_AddItemToObject(parent, key, child) : cJSON_AddItemToArray(parent, child);
-    if (!ok) {
-        cJSON_Delete(child);
-        return -1;
-    }
-    return 0;
-}
-
 /* {"system","code","display"} or NULL on OOM. */
 static cJSON *coding(const char *system, const char *code, const char *display)
 {
@@ -389,11 +373,11 @@ cJSON *eg_fhir_category(const struct eg_reading_spec *s)
     if (!arr || !s)
         goto fail;
     cc = cJSON_CreateObject();
-    if (add_item(arr, NULL, cc))
+    if (egjson_add_taken(arr, NULL, cc))
         goto fail;
     codings = cJSON_AddArrayToObject(cc, "coding");
     if (!codings ||
-        add_item(codings, NULL, coding(EG_OBSCAT_SYSTEM, s->category, s->category_display)))
+        egjson_add_taken(codings, NULL, coding(EG_OBSCAT_SYSTEM, s->category, s->category_display)))
         goto fail;
     if (!cJSON_AddStringToObject(cc, "text", s->category_display))
         goto fail;
@@ -417,7 +401,7 @@ cJSON *eg_fhir_concept(const struct eg_coding *codes, size_t ncodes)
     if (!codings)
         goto fail;
     for (i = 0; i < ncodes; i++)
-        if (add_item(codings, NULL, coding(EG_LOINC_SYSTEM, codes[i].code, codes[i].display)))
+        if (egjson_add_taken(codings, NULL, coding(EG_LOINC_SYSTEM, codes[i].code, codes[i].display)))
             goto fail;
     if (!cJSON_AddStringToObject(cc, "text", codes[0].display))
         goto fail;
@@ -463,17 +447,17 @@ int eg_fhir_add_value(cJSON *obs, const struct eg_reading_spec *s, const struct 
     if (!obs || !s || !vals)
         return -1;
     if (s->nparts == 1)
-        return add_item(obs, "valueQuantity", eg_fhir_quantity(&vals[0]));
+        return egjson_add_taken(obs, "valueQuantity", eg_fhir_quantity(&vals[0]));
     components = cJSON_AddArrayToObject(obs, "component");
     if (!components)
         return -1;
     for (p = 0; p < s->nparts; p++) {
         comp = cJSON_CreateObject();
-        if (add_item(components, NULL, comp))
+        if (egjson_add_taken(components, NULL, comp))
             return -1;
         if (!vals[p].rule ||
-            add_item(comp, "code", eg_fhir_concept(vals[p].rule->codes, vals[p].rule->ncodes)) ||
-            add_item(comp, "valueQuantity", eg_fhir_quantity(&vals[p])))
+            egjson_add_taken(comp, "code", eg_fhir_concept(vals[p].rule->codes, vals[p].rule->ncodes)) ||
+            egjson_add_taken(comp, "valueQuantity", eg_fhir_quantity(&vals[p])))
             return -1;
     }
     return 0;

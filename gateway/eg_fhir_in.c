@@ -444,28 +444,12 @@ static int add_copy(cJSON *obj, const char *key, const cJSON *v)
     return 0;
 }
 
-/* Adds child under key (array if key is NULL), taking it (also on
- * failure). Returns 0 or -1. */
-static int add_taken(cJSON *parent, const char *key, cJSON *child)
-{
-    cJSON_bool ok;
-
-    if (!child)
-        return -1;
-    ok = key ? cJSON_AddItemToObject(parent, key, child) : cJSON_AddItemToArray(parent, child);
-    if (!ok) {
-        cJSON_Delete(child);
-        return -1;
-    }
-    return 0;
-}
-
 /* {"system": system, "value": value} appended to array ids. */
 static int add_identifier(cJSON *ids, const char *system, const char *value)
 {
     cJSON *id = cJSON_CreateObject();
 
-    if (add_taken(ids, NULL, id))
+    if (egjson_add_taken(ids, NULL, id))
         return -1;
     return cJSON_AddStringToObject(id, "system", system) &&
                    cJSON_AddStringToObject(id, "value", value)
@@ -1194,11 +1178,11 @@ static cJSON *category_of(const char *code, const char *display)
 {
     cJSON *arr = cJSON_CreateArray(), *cc = cJSON_CreateObject(), *codings, *cd;
 
-    if (add_taken(arr, NULL, cc))
+    if (egjson_add_taken(arr, NULL, cc))
         goto fail;
     codings = cJSON_AddArrayToObject(cc, "coding");
     cd = cJSON_CreateObject();
-    if (!codings || add_taken(codings, NULL, cd) ||
+    if (!codings || egjson_add_taken(codings, NULL, cd) ||
         !cJSON_AddStringToObject(cd, "system", EG_OBSCAT_SYSTEM) ||
         !cJSON_AddStringToObject(cd, "code", code) ||
         !cJSON_AddStringToObject(cd, "display", display) ||
@@ -1244,7 +1228,7 @@ static cJSON *build(struct pctx *c, const struct obs_in *in, size_t idx)
         goto fail;
     cJSON_ArrayForEach(it, get(o, "identifier"))
     {
-        if (add_taken(ids, NULL, identifier_copy(it)))
+        if (egjson_add_taken(ids, NULL, identifier_copy(it)))
             goto fail;
     }
     if (add_copy(obs, "status", get(o, "status")))
@@ -1254,11 +1238,11 @@ static cJSON *build(struct pctx *c, const struct obs_in *in, size_t idx)
         const struct eg_coding *codes = in->m.part < 0 ? s->panel : in->vals[0].rule->codes;
         size_t ncodes = in->m.part < 0 ? s->npanel : in->vals[0].rule->ncodes;
 
-        if (add_taken(obs, "category", eg_fhir_category(s)) ||
-            add_taken(obs, "code", eg_fhir_concept(codes, ncodes)))
+        if (egjson_add_taken(obs, "category", eg_fhir_category(s)) ||
+            egjson_add_taken(obs, "code", eg_fhir_concept(codes, ncodes)))
             goto fail;
     } else {
-        if (in->cat_code && add_taken(obs, "category", category_of(in->cat_code, in->cat_display)))
+        if (in->cat_code && egjson_add_taken(obs, "category", category_of(in->cat_code, in->cat_display)))
             goto fail;
         if (add_copy(obs, "code", get(o, "code")))
             goto fail;
@@ -1303,7 +1287,7 @@ static cJSON *build(struct pctx *c, const struct obs_in *in, size_t idx)
         {
             cJSON *nn = cJSON_CreateObject();
 
-            if (add_taken(notes, NULL, nn) ||
+            if (egjson_add_taken(notes, NULL, nn) ||
                 (get(n, "time") && add_copy(nn, "time", get(n, "time"))) ||
                 add_copy(nn, "text", get(n, "text")))
                 goto fail;
@@ -1318,7 +1302,7 @@ static cJSON *build(struct pctx *c, const struct obs_in *in, size_t idx)
         if (in->m.part < 0) {
             if (eg_fhir_add_value(obs, s, in->vals))
                 goto fail;
-        } else if (add_taken(obs, "valueQuantity", eg_fhir_quantity(&in->vals[0]))) {
+        } else if (egjson_add_taken(obs, "valueQuantity", eg_fhir_quantity(&in->vals[0]))) {
             goto fail;
         }
         return obs;

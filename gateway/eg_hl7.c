@@ -835,22 +835,6 @@ static const struct eg_reading_spec lab_category = {
 
 /* ---------------------------------------------------------- JSON helpers */
 
-/* Adds child under key (object) or to an array (key NULL), taking it, also
- * on failure. Returns 0 or -1. */
-static int add_taken(cJSON *parent, const char *key, cJSON *child)
-{
-    cJSON_bool ok;
-
-    if (!child)
-        return -1;
-    ok = key ? cJSON_AddItemToObject(parent, key, child) : cJSON_AddItemToArray(parent, child);
-    if (!ok) {
-        cJSON_Delete(child);
-        return -1;
-    }
-    return 0;
-}
-
 static int add_str(cJSON *o, const char *key, const char *v)
 {
     return cJSON_AddStringToObject(o, key, v) ? 0 : -1;
@@ -859,7 +843,7 @@ static int add_str(cJSON *o, const char *key, const char *v)
 /* A JSON number from the text nm_parse() wrote (kept exactly). */
 static int add_num_text(cJSON *o, const char *key, const char *text)
 {
-    return add_taken(o, key, cJSON_CreateRaw(text));
+    return egjson_add_taken(o, key, cJSON_CreateRaw(text));
 }
 
 /* A coded element (HL7 v2.5.1 data types CE and CWE) split into its parts. */
@@ -912,9 +896,9 @@ static cJSON *concept_json(const struct cwe *c, int *empty)
         codings = cJSON_AddArrayToObject(cc, "coding");
         if (!codings)
             goto fail;
-        if (*c->code && add_taken(codings, NULL, coding_json(c->code, c->text, c->sys)))
+        if (*c->code && egjson_add_taken(codings, NULL, coding_json(c->code, c->text, c->sys)))
             goto fail;
-        if (*c->code2 && add_taken(codings, NULL, coding_json(c->code2, c->text2, c->sys2)))
+        if (*c->code2 && egjson_add_taken(codings, NULL, coding_json(c->code2, c->text2, c->sys2)))
             goto fail;
     }
     if (*text && add_str(cc, "text", text))
@@ -1347,8 +1331,8 @@ static eg_err value_other(struct hp *p, struct span seg, struct span f5, struct 
 
             *key = sn.kind == '-' ? "valueRange" : "valueRatio";
             *value = cJSON_CreateObject();
-            if (*value && (add_taken(*value, a, quantity_json(sn.num1, NULL, uu)) ||
-                           add_taken(*value, b, quantity_json(sn.num2, NULL, uu)))) {
+            if (*value && (egjson_add_taken(*value, a, quantity_json(sn.num1, NULL, uu)) ||
+                           egjson_add_taken(*value, b, quantity_json(sn.num2, NULL, uu)))) {
                 cJSON_Delete(*value);
                 *value = NULL;
             }
@@ -1467,10 +1451,10 @@ static eg_err read_interpretation(struct hp *p, struct span seg, const struct ob
         if (!*out && !(*out = cJSON_CreateArray()))
             goto nomem;
         cc = cJSON_CreateObject();
-        if (add_taken(*out, NULL, cc) || !(codings = cJSON_AddArrayToObject(cc, "coding")))
+        if (egjson_add_taken(*out, NULL, cc) || !(codings = cJSON_AddArrayToObject(cc, "coding")))
             goto nomem;
         c = cJSON_CreateObject();
-        if (add_taken(codings, NULL, c) || add_str(c, "system", INTERP_SYSTEM) ||
+        if (egjson_add_taken(codings, NULL, c) || add_str(c, "system", INTERP_SYSTEM) ||
             add_str(c, "code", interp_codes[i].code) ||
             add_str(c, "display", interp_codes[i].display))
             goto nomem;
@@ -1492,7 +1476,7 @@ static int give(cJSON *parent, const char *key, cJSON *child, int bad)
         cJSON_Delete(child);
         return 1;
     }
-    return add_taken(parent, key, child) != 0;
+    return egjson_add_taken(parent, key, child) != 0;
 }
 
 /* The Observation (SPEC §6 key order, as the device path; no subject).
@@ -1511,7 +1495,7 @@ static cJSON *build_obs(struct hp *p, size_t index, const char *status, cJSON *c
     bad = !obs || add_str(obs, "resourceType", "Observation") ||
           !(meta = cJSON_AddObjectToObject(obs, "meta")) || add_str(meta, "source", urn) ||
           !(ids = cJSON_AddArrayToObject(obs, "identifier")) ||
-          add_taken(ids, NULL, id = cJSON_CreateObject()) || add_str(id, "system", urn) ||
+          egjson_add_taken(ids, NULL, id = cJSON_CreateObject()) || add_str(id, "system", urn) ||
           add_str(id, "value", ident) || add_str(obs, "status", status);
     /* from here on each piece is handed over, also when already failed */
     bad = give(obs, "category", category, bad);

@@ -442,6 +442,25 @@ fail:
     return rc;
 }
 
+/* Commits an accepted message; if that fails for a reason of the message
+ * (not storage), answers it instead: too_large for an oversized entry,
+ * internal otherwise. */
+static eg_err accept_or_answer(struct eg_ingest *ig, struct msgctx *c, const struct obs_out *o,
+                               size_t n)
+{
+    struct eg_error err = {0};
+    eg_err rc = commit_accepted(ig, c, o, n);
+    if (rc == EG_OK || is_storage_error(rc))
+        return rc;
+    if (rc == EG_E_TOO_LARGE)
+        eg_fail(&err, EG_E_TOO_LARGE, "entry: a normalized observation exceeds %lld bytes",
+                (long long)ig->cfg->max_payload_bytes + 65536);
+    else
+        eg_fail(&err, EG_E_INTERNAL, "internal: could not store the message (%s)",
+                eg_strerror(rc));
+    return reject(ig, c, &err);
+}
+
 /* ---- device telemetry (SPEC §4) --------------------------------------- */
 
 static eg_err telemetry(struct eg_ingest *ig, struct msgctx *c)
@@ -537,16 +556,8 @@ static eg_err telemetry(struct eg_ingest *ig, struct msgctx *c)
         out[i].category = obs[i].category;
         out[i].effective_ms = t.ts_ms;
     }
-    rc = commit_accepted(ig, c, out, nobs);
-    if (rc == EG_OK || is_storage_error(rc))
-        goto out;
-    if (rc == EG_E_TOO_LARGE)
-        eg_fail(&err, EG_E_TOO_LARGE, "entry: a normalized observation exceeds %lld bytes",
-                (long long)ig->cfg->max_payload_bytes + 65536);
-    else
-        eg_fail(&err, EG_E_INTERNAL, "internal: could not store the message (%s)",
-                eg_strerror(rc));
-    rc = EG_OK;
+    rc = accept_or_answer(ig, c, out, nobs);
+    goto out;
 
 rejected:
     rc = reject(ig, c, &err);
@@ -768,16 +779,8 @@ static eg_err hospital(struct eg_ingest *ig, struct msgctx *c)
         out[i].category = h.obs[i].category;
         out[i].effective_ms = h.obs[i].effective_ms;
     }
-    rc = commit_accepted(ig, c, out, h.n);
-    if (rc == EG_OK || is_storage_error(rc))
-        goto out;
-    if (rc == EG_E_TOO_LARGE)
-        eg_fail(&err, EG_E_TOO_LARGE, "entry: a normalized observation exceeds %lld bytes",
-                (long long)ig->cfg->max_payload_bytes + 65536);
-    else
-        eg_fail(&err, EG_E_INTERNAL, "internal: could not store the message (%s)",
-                eg_strerror(rc));
-    rc = EG_OK;
+    rc = accept_or_answer(ig, c, out, h.n);
+    goto out;
 
 rejected:
     rc = reject(ig, c, &err);

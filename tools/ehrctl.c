@@ -77,9 +77,11 @@ static void usage(FILE *out)
             "  quarantine replay ID             have the running gateway process it again\n"
             "  export [--entries]               JSON lines: gateway, blocks, entries; with\n"
             "                                   --entries also the entry bytes (master key)\n"
-            "  verify [--pubkey GW.pub]         check every block's links, signature and Merkle\n"
+            "  verify [--pubkey GW.pub] [--head HEAD.json]\n"
+            "                                   check every block's links, signature and Merkle\n"
             "                                   root; with --master-key also decrypt and re-hash\n"
-            "                                   every entry. Exit 1 names the first broken place\n"
+            "                                   every entry; --head: a kept head block must be in\n"
+            "                                   the chain. Exit 1 names the first broken place\n"
             "  verify-proof PROOF.json ENTRY_FILE --pubkey GW.pub\n"
             "                                   exit 0 if the entry bytes are in a signed block\n"
             "  config-example                   print a config file with every default\n"
@@ -614,14 +616,102 @@ static int has_erasure(struct eg_store *st, const char *patient)
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? 1 : -1;
 }
 
+/* Compares the clear columns of an entries row (seq, patient, leaf_hash,
+ * kind, category, source_type, source_id, msg_id) with the decrypted entry
+ * bytes. Returns the name of the first column that differs, or NULL. */
+static const char *entry_columns_mismatch(sqlite3_stmt *s, uint64_t seq, const char *bytes,
+                                          size_t len)
+{
+    static const struct {
+        int col;
+        const char *key, *sub;
+    } cols[] = {{1, "patient", NULL},  {3, "kind", NULL},       {4, "category", NULL},
+                {5, "source", "type"}, {6, "source", "id"},     {7, "source", "msg_id"}};
+    cJSON *e = NULL;
+    struct eg_error pe = {0};
+    uint64_t eseq;
+    const char *bad = NULL;
+
+    if (egjson_parse((const uint8_t *)bytes, len, &e, &pe) != EG_OK)
+        return "entry bytes";
+    if (egjson_get_u53(cJSON_GetObjectItemCaseSensitive(e, "seq"), &eseq) != 0 || eseq != seq)
+        bad = "seq";
+    for (size_t i = 0; !bad && i < sizeof cols / sizeof cols[0]; i++) {
+        const cJSON *it = cJSON_GetObjectItemCaseSensitive(e, cols[i].key);
+        const unsigned char *colv = sqlite3_column_text(s, cols[i].col);
+        if (cols[i].sub)
+            it = cJSON_GetObjectItemCaseSensitive(it, cols[i].sub);
+        if (cJSON_IsNull(it) ? colv != NULL
+                             : !cJSON_IsString(it) || !colv ||
+                                   strcmp(it->valuestring, (const char *)colv) != 0)
+            bad = cols[i].sub ? (i == 3 ? "source_type" : i == 4 ? "source_id" : "msg_id")
+                              : cols[i].key;
+    }
+    cJSON_Delete(e);
+    return bad;
+}
+
+/* --head: a block the auditor kept (e.g. the retained .../head) must be in
+ * the verified chain, with the same hash: a database cut off after an
+ * earlier block is otherwise a consistent shorter chain. nblocks is the
+ * verified chain's length; its blocks link, so the stored block at the
+ * kept height must carry the kept hash. */
+static int check_head(struct eg_store *st, const char *path, const struct eg_key *k,
+                      const uint8_t gid[32], uint64_t nblocks)
+{
+    char *text = NULL;
+    size_t len;
+    cJSON *j = NULL, *blk;
+    struct eg_error e = {0};
+    struct eg_block b;
+    int code = 0;
+
+    if (read_file(path, &text, &len) != 0)
+        return die(2, "%s: cannot read: %s", path, strerror(errno));
+    if (egjson_parse((const uint8_t *)text, len, &j, &e) != EG_OK) {
+        code = die(2, "%s: %s", path, e.detail);
+        goto out;
+    }
+    /* a block, or a proof/block reply or export line that holds one */
+    blk = cJSON_GetObjectItemCaseSensitive(j, "block");
+    if (eg_block_from_json(blk ? blk : j, &b, &e) != EG_OK) {
+        code = die(2, "%s: not a block: %s", path, e.detail);
+        goto out;
+    }
+    if (memcmp(b.gateway_id, gid, 32) != 0 || eg_block_verify(&b, k) != EG_OK) {
+        code = die(2, "%s: the block is not signed by this gateway's key", path);
+        goto out;
+    }
+    if (b.height >= nblocks) {
+        code = die(1, "verify: FAILED: the database ends at height %lld but the kept head is at "
+                      "height %llu (blocks removed from the end?)",
+                   (long long)nblocks - 1, (unsigned long long)b.height);
+        goto out;
+    }
+    {
+        struct eg_block stored;
+        if (eg_block_load(st, b.height, gid, &stored) != EG_OK ||
+            memcmp(stored.hash, b.hash, 32) != 0)
+            code = die(1, "verify: FAILED at height %llu: differs from the kept head (a "
+                          "rewritten chain?)",
+                       (unsigned long long)b.height);
+    }
+out:
+    cJSON_Delete(j);
+    free(text);
+    return code;
+}
+
 static int verify_entries(struct eg_store *st, struct eg_vault *v, uint64_t *n_out)
 {
     sqlite3_stmt *s;
     uint64_t n = 0;
     int rc, code = 0;
     /* a separate statement from the cache: eg_entry_read uses the cache too */
-    if (sqlite3_prepare_v2(eg_store_db(st), "SELECT seq, patient, leaf_hash FROM entries"
-                                             " ORDER BY seq", -1, &s, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(eg_store_db(st),
+                           "SELECT seq, patient, leaf_hash, kind, category, source_type,"
+                           " source_id, msg_id FROM entries ORDER BY seq",
+                           -1, &s, NULL) != SQLITE_OK)
         return die(1, "cannot read entries");
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         uint64_t seq = (uint64_t)sqlite3_column_int64(s, 0);
@@ -648,6 +738,19 @@ static int verify_entries(struct eg_store *st, struct eg_vault *v, uint64_t *n_o
             break;
         }
         eg_merkle_leaf(bytes, len, leaf);
+        {
+            /* the clear columns the gateway acts on (category decides what
+             * may be forwarded) must say what the signed entry says */
+            const char *bad = entry_columns_mismatch(s, seq, bytes, len);
+            if (bad) {
+                eg_wipe(bytes, len);
+                free(bytes);
+                code = die(1, "verify: FAILED at seq %llu: the stored %s column does not match "
+                              "the entry",
+                           (unsigned long long)seq, bad);
+                break;
+            }
+        }
         eg_wipe(bytes, len);
         free(bytes);
         if (sqlite3_column_bytes(s, 2) != 32 ||
@@ -668,7 +771,7 @@ static int verify_entries(struct eg_store *st, struct eg_vault *v, uint64_t *n_o
 
 static int cmd_verify(struct ctl *c)
 {
-    const char *pubpath = NULL;
+    const char *pubpath = NULL, *headpath = NULL;
     struct eg_store *st = NULL;
     struct eg_key *k = NULL;
     struct eg_vault *v = NULL;
@@ -683,8 +786,11 @@ static int cmd_verify(struct ctl *c)
     for (int i = 1; i < c->argc; i++) {
         if (strcmp(c->argv[i], "--pubkey") == 0 && i + 1 < c->argc)
             pubpath = c->argv[++i];
+        else if (strcmp(c->argv[i], "--head") == 0 && i + 1 < c->argc)
+            headpath = c->argv[++i];
         else
-            return die(2, "usage: ehrctl --db DB verify [--pubkey GW.pub] [--master-key MK]");
+            return die(2, "usage: ehrctl --db DB verify [--pubkey GW.pub] [--master-key MK] "
+                          "[--head HEAD.json]");
     }
     if ((code = open_ro(c, &st)) != 0)
         return code;
@@ -821,6 +927,8 @@ static int cmd_verify(struct ctl *c)
         open++;
         erc = sqlite3_step(es);
     }
+    if (headpath && (code = check_head(st, headpath, k, gid, nblocks)) != 0)
+        goto out;
     {
         double t = now_s() - t0;
         printf("ok: %llu blocks verified (links, signatures, Merkle roots), %llu entries sealed, "

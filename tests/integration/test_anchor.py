@@ -307,6 +307,30 @@ class Tamper(unittest.TestCase):
         con.close()
         self.expect_fail(path, "height 1", master=False)
 
+    def test_clear_category_column(self):
+        path = self.tampered("UPDATE entries SET category = 'laboratory' WHERE seq = 3")
+        self.expect_fail(path, "seq 3")
+        self.assertIn("category", self.verify(path).stderr)
+
+    def test_truncated_tail_needs_the_kept_head(self):
+        head = [x for x in self.env.export() if x["type"] == "block"][-1]
+        hp = os.path.join(self.env.dir, "head.json")
+        with open(hp, "w") as f:
+            json.dump({k: v for k, v in head.items() if k != "type"}, f)
+        ok = subprocess.run([EHRCTL, "--db", self.db, "verify", "--head", hp],
+                            capture_output=True, text=True)
+        self.assertEqual(ok.returncode, 0, ok.stderr)
+        path = self.tampered("DELETE FROM entries WHERE block = (SELECT max(height) FROM blocks)")
+        con = sqlite3.connect(path)
+        con.execute("DELETE FROM blocks WHERE height = (SELECT max(height) FROM blocks)")
+        con.commit()
+        con.close()
+        self.assertEqual(self.verify(path, master=False).returncode, 0)  # consistent, shorter
+        cut = subprocess.run([EHRCTL, "--db", path, "verify", "--head", hp],
+                             capture_output=True, text=True)
+        self.assertEqual(cut.returncode, 1, cut.stderr)
+        self.assertIn("kept head", cut.stderr)
+
     def test_ciphertext_moved_to_another_row(self):
         con = sqlite3.connect(self.db)
         ct = con.execute("SELECT ct FROM entries WHERE seq = 2").fetchone()[0]

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "eg_config.h"
+#include "eg_testutil.h"
 
 static char tmpdir[64];
 
@@ -36,11 +37,6 @@ __attribute__((format(printf, 3, 4))) static void check_at(unsigned line, int co
 }
 #define CHECKF(cond, ...) check_at(__LINE__, (cond), __VA_ARGS__)
 
-static int contains(const char *hay, const char *needle)
-{
-    return hay && strstr(hay, needle) != NULL;
-}
-
 /* Writes text to tmpdir/name; returns the path in a static-free buffer. */
 static void write_file(const char *name, const char *text, char *path, size_t size)
 {
@@ -51,24 +47,6 @@ static void write_file(const char *name, const char *text, char *path, size_t si
     CU_ASSERT_FATAL(f != NULL);
     fputs(text, f);
     fclose(f);
-}
-
-static void remove_tree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    char path[512];
-
-    if (!d)
-        return;
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-        unlink(path);
-    }
-    closedir(d);
-    rmdir(dir);
 }
 
 /* Sets name=value and expects EG_E_USAGE with a detail naming want. */

@@ -26,6 +26,7 @@
 #include "eg_json.h"
 #include "eg_store.h"
 #include "eg_time.h"
+#include "eg_testutil.h"
 
 #define FIXDIR EG_FIXTURES "/consent/"
 #define SAMPLEDIR EG_FIXTURES "/fhir/"
@@ -75,24 +76,6 @@ static char *read_file(const char *path, size_t *len)
     if (len)
         *len = n;
     return buf;
-}
-
-static void remove_tree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    char path[512];
-
-    if (!d)
-        return;
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-        unlink(path);
-    }
-    closedir(d);
-    rmdir(dir);
 }
 
 static long long query_int(struct eg_store *s0, const char *text)

@@ -24,6 +24,7 @@
 #include "eg_json.h"
 #include "eg_store.h"
 #include "eg_vault.h"
+#include "eg_testutil.h"
 
 #define RECEIVED_MS 1795501800150LL /* 2026-11-24T06:30:00.150Z */
 
@@ -46,34 +47,6 @@ __attribute__((format(printf, 3, 4))) static void check_at(unsigned line, int co
     CU_assertImplementation(cond ? CU_TRUE : CU_FALSE, line, msg, __FILE__, "", CU_FALSE);
 }
 #define CHECKF(cond, ...) check_at(__LINE__, (cond), __VA_ARGS__)
-
-static int has_bytes(const void *hay, size_t hlen, const void *needle, size_t nlen)
-{
-    const uint8_t *h = hay;
-
-    for (size_t i = 0; nlen <= hlen && i <= hlen - nlen; i++)
-        if (memcmp(h + i, needle, nlen) == 0)
-            return 1;
-    return 0;
-}
-
-static void remove_tree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    char path[512];
-
-    if (!d)
-        return;
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-        unlink(path);
-    }
-    closedir(d);
-    rmdir(dir);
-}
 
 static void sql(const char *text)
 {

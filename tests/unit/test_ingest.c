@@ -34,6 +34,7 @@
 #include "eg_registry.h"
 #include "eg_store.h"
 #include "eg_vault.h"
+#include "eg_testutil.h"
 
 #define NOW_MS 1795501800150LL /* 2026-11-24T06:30:00.150Z, the messages' arrival */
 #define TS "2026-11-24T06:30:00.123Z"
@@ -64,24 +65,6 @@ __attribute__((format(printf, 3, 4))) static void check_at(unsigned line, int co
     CU_assertImplementation(cond ? CU_TRUE : CU_FALSE, line, msg, __FILE__, "", CU_FALSE);
 }
 #define CHECKF(cond, ...) check_at(__LINE__, (cond), __VA_ARGS__)
-
-static void remove_tree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    char path[512];
-
-    if (!d)
-        return;
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-        unlink(path);
-    }
-    closedir(d);
-    rmdir(dir);
-}
 
 static void sql(const char *text)
 {

@@ -20,6 +20,7 @@
 #include "eg_registry.h"
 #include "eg_store.h"
 #include "eg_telemetry.h"
+#include "eg_testutil.h"
 
 #define KEYS EG_FIXTURES "/keys/"
 
@@ -39,24 +40,6 @@ __attribute__((format(printf, 3, 4))) static void check_at(unsigned line, int co
     CU_assertImplementation(cond ? CU_TRUE : CU_FALSE, line, msg, __FILE__, "", CU_FALSE);
 }
 #define CHECKF(cond, ...) check_at(__LINE__, (cond), __VA_ARGS__)
-
-static void remove_tree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    char path[512];
-
-    if (!d)
-        return;
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-        unlink(path);
-    }
-    closedir(d);
-    rmdir(dir);
-}
 
 static void db_path(const char *name, char *path, size_t size)
 {
@@ -133,11 +116,6 @@ static char *slurp(const char *path)
     buf[n] = '\0';
     fclose(f);
     return buf;
-}
-
-static int contains(const char *hay, const char *needle)
-{
-    return hay && strstr(hay, needle) != NULL;
 }
 
 /* ---- store ------------------------------------------------------------ */

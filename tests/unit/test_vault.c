@@ -26,6 +26,7 @@
 #include "eg_key.h"
 #include "eg_store.h"
 #include "eg_vault.h"
+#include "eg_testutil.h"
 
 #define KEYS EG_FIXTURES "/keys/"
 
@@ -46,40 +47,6 @@ __attribute__((format(printf, 3, 4))) static void check_at(unsigned line, int co
     CU_assertImplementation(cond ? CU_TRUE : CU_FALSE, line, msg, __FILE__, "", CU_FALSE);
 }
 #define CHECKF(cond, ...) check_at(__LINE__, (cond), __VA_ARGS__)
-
-static int contains(const char *hay, const char *needle)
-{
-    return hay && strstr(hay, needle) != NULL;
-}
-
-/* 1 if needle occurs in hay (memmem is a GNU extension). */
-static int has_bytes(const void *hay, size_t hlen, const void *needle, size_t nlen)
-{
-    const uint8_t *h = hay;
-
-    for (size_t i = 0; nlen <= hlen && i <= hlen - nlen; i++)
-        if (memcmp(h + i, needle, nlen) == 0)
-            return 1;
-    return 0;
-}
-
-static void remove_tree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    char path[512];
-
-    if (!d)
-        return;
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-        unlink(path);
-    }
-    closedir(d);
-    rmdir(dir);
-}
 
 static void path_of(const char *name, char *path, size_t size)
 {

@@ -1530,7 +1530,7 @@ static eg_err read_obx(struct hp *p, struct span seg, int index, const struct pi
     struct obx x;
     cJSON *category = NULL, *code = NULL, *value = NULL, *interp = NULL;
     const char *vkey = "valueQuantity", *status;
-    int empty;
+    int empty, absent;
     size_t i;
     eg_err rc;
 
@@ -1549,16 +1549,25 @@ static eg_err read_obx(struct hp *p, struct span seg, int index, const struct pi
     if (!ps->have)
         return eg_fail(p->e, EG_E_SCHEMA, "%s: no PID segment before it", x.lab);
 
+    /* OBX-11 status first: a cancelled result (X) may come without a value,
+     * and then without a value type (HL7 v2.5.1 7.4.2.2, 7.4.2.11) */
+    seg_field(seg, &p->enc, 0, 11, &f11);
+    if ((rc = decode_comp(p, f11, 1, x.f11, &st)))
+        return rc;
+    status = map_status(st);
+    seg_field(seg, &p->enc, 0, 5, &f5);
+    absent = f5.n == 0 && strcmp(status, "cancelled") == 0;
+
     /* OBX-2 value type */
     seg_field(seg, &p->enc, 0, 2, &f2);
     if ((rc = decode_comp(p, f2, 1, x.f2, &vt)))
         return rc;
-    if (!*vt)
+    if (!*vt && !absent)
         return eg_fail(p->e, EG_E_SCHEMA, "%s: required (value type)", x.f2);
-    for (i = 0; i < ARRAY_LEN(vtype_names); i++)
+    for (i = 0; *vt && i < ARRAY_LEN(vtype_names); i++)
         if (strcmp(vt, vtype_names[i]) == 0)
             break;
-    if (i == ARRAY_LEN(vtype_names))
+    if (*vt && i == ARRAY_LEN(vtype_names))
         return eg_fail(p->e, EG_E_UNSUPPORTED,
                        "%s: value type \"%s\" is not supported (NM, SN, ST, TX, FT, CE, CWE)", x.f2,
                        eg_detail_str(qb, sizeof qb, vt));
@@ -1575,18 +1584,30 @@ static eg_err read_obx(struct hp *p, struct span seg, int index, const struct pi
                        x.f3, eg_detail_str(qb, sizeof qb, x.code.code));
     find_s4(&x);
 
-    /* OBX-5 observation value */
-    seg_field(seg, &p->enc, 0, 5, &f5);
-    if (f5.n == 0)
+    /* OBX-5 observation value: required unless the result was cancelled */
+    if (f5.n == 0 && !absent)
         return eg_fail(p->e, EG_E_SCHEMA, "%s: required (observation value)", x.f5);
 
-    /* OBX-11 status */
-    seg_field(seg, &p->enc, 0, 11, &f11);
-    if ((rc = decode_comp(p, f11, 1, x.f11, &st)))
-        return rc;
-    status = map_status(st);
-
-    if (x.loinc) {
+    if (absent) {
+        /* status cancelled, no value: dataAbsentReason not-performed */
+        if ((rc = read_effective(p, seg, os, &x)) ||
+            (rc = read_interpretation(p, seg, &x, &interp)))
+            return rc;
+        if (x.loinc) {
+            category = eg_fhir_category(x.m.spec);
+            code = x.m.rule ? eg_fhir_concept(x.m.rule->codes, x.m.rule->ncodes)
+                            : eg_fhir_concept(x.m.spec->panel, x.m.spec->npanel);
+            snprintf(o->category, sizeof o->category, "%s", x.m.spec->category);
+        } else {
+            category = eg_fhir_category(&lab_category);
+            code = concept_json(&x.code, &empty);
+            snprintf(o->category, sizeof o->category, "%s", lab_category.category);
+        }
+        vkey = "dataAbsentReason";
+        value = cJSON_Parse("{\"coding\":[{\"system\":\"http://terminology.hl7.org/CodeSystem/"
+                            "data-absent-reason\",\"code\":\"not-performed\",\"display\":\"Not "
+                            "Performed\"}]}");
+    } else if (x.loinc) {
         struct eg_value val;
         const char *cmp;
 

@@ -262,6 +262,20 @@ class Hospital(unittest.TestCase):
         r = self.sent("H1", oru("FLAGS2", "MRN123", ["|".join(obx)]))
         self.assertEqual(r["error"]["code"], "schema")
 
+    def test_cancelled_result_without_value(self):
+        cancelled = "|".join(["OBX", "2", "", "8867-4^Heart rate^LN", "", "", "", "", "", "",
+                              "", "X", "", "", now_dtm()])
+        r = self.sent("H1", oru("CANC1", "MRN123", [obx_nm(1, "2093-3", "Chol", "182", "mg/dL"),
+                                                    cancelled]))
+        self.assertEqual(r["status"], "accepted", r)
+        res = self.entries()[r["entries"][1]["entry_id"]]["resource"]
+        self.assertEqual(res["status"], "cancelled")
+        self.assertEqual(res["dataAbsentReason"]["coding"][0]["code"], "not-performed")
+        self.assertNotIn("valueQuantity", res)
+        # without X, an empty value is still an error
+        r = self.sent("H1", oru("CANC2", "MRN123", [cancelled.replace("|X|", "|F|")]))
+        self.assertEqual(r["error"]["code"], "schema")
+
     def test_zz_stored_observations_pass_the_fhir_validator(self):
         out = os.path.join(self.env.dir, "hospital.jsonl")
         with open(out, "w") as f:

@@ -5,11 +5,55 @@
 #ifndef EG_TESTUTIL_H
 #define EG_TESTUTIL_H
 
+#include <CUnit/CUnit.h>
 #include <dirent.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#define EG_TEST_MAX_FILE (1 << 20)
+
+/* A CUnit check with a formatted message (CUnit copies the text); use
+ * CHECKF(cond, fmt, ...) or check_at(line, cond, fmt, ...), which report
+ * the calling test file and line. */
+__attribute__((format(printf, 4, 5))) static inline void
+eg_check_at(const char *file, unsigned line, int cond, const char *fmt, ...)
+{
+    char msg[2048];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    CU_assertImplementation(cond ? CU_TRUE : CU_FALSE, line, msg, file, "", CU_FALSE);
+}
+#define check_at(line, cond, ...) eg_check_at(__FILE__, (line), (cond), __VA_ARGS__)
+#define CHECKF(cond, ...) check_at(__LINE__, (cond), __VA_ARGS__)
+
+/* Reads a whole file (at most EG_TEST_MAX_FILE bytes) into a malloc'ed
+ * NUL-terminated buffer; *len (if not NULL) gets its length. NULL if it
+ * cannot be read. */
+static inline char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf;
+    size_t n;
+
+    if (!f)
+        return NULL;
+    buf = malloc(EG_TEST_MAX_FILE + 1);
+    if (buf) {
+        n = fread(buf, 1, EG_TEST_MAX_FILE, f);
+        buf[n] = '\0';
+        if (len)
+            *len = n;
+    }
+    fclose(f);
+    return buf;
+}
 
 /* Removes a flat temporary directory and the files in it. */
 static inline void remove_tree(const char *dir)

@@ -44,19 +44,6 @@ static char ak1_path[256], ak2_path[256];
 
 /* ---- helpers ---------------------------------------------------------- */
 
-__attribute__((format(printf, 3, 4))) static void check_at(unsigned line, int cond, const char *fmt,
-                                                           ...)
-{
-    char msg[2048];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    CU_assertImplementation(cond ? CU_TRUE : CU_FALSE, line, msg, __FILE__, "", CU_FALSE);
-}
-#define CHECKF(cond, ...) check_at(__LINE__, (cond), __VA_ARGS__)
-
 static int write_text(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");

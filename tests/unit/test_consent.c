@@ -31,7 +31,6 @@
 #define FIXDIR EG_FIXTURES "/consent/"
 #define SAMPLEDIR EG_FIXTURES "/fhir/"
 #define NOW_MS 1795501800000LL /* 2026-11-24T06:30:00.000Z */
-#define MAX_FILE (1 << 20)
 #define MAX_CASES 128
 
 static char tmpdir[64];
@@ -42,41 +41,6 @@ static const struct eg_grantee *AUTH = &GRANTEES[0];
 static const struct eg_grantee *LAB = &GRANTEES[1];
 
 /* ---- helpers ---------------------------------------------------------- */
-
-/* A failed check with a formatted message (CUnit copies the text). */
-__attribute__((format(printf, 3, 4))) static void check_at(unsigned line, int cond, const char *fmt,
-                                                           ...)
-{
-    char msg[1024];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    CU_assertImplementation(cond ? CU_TRUE : CU_FALSE, line, msg, __FILE__, "", CU_FALSE);
-}
-#define CHECKF(cond, ...) check_at(__LINE__, (cond), __VA_ARGS__)
-
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    size_t n;
-
-    if (!f)
-        return NULL;
-    buf = malloc(MAX_FILE + 1);
-    if (!buf) {
-        fclose(f);
-        return NULL;
-    }
-    n = fread(buf, 1, MAX_FILE, f);
-    fclose(f);
-    buf[n] = '\0';
-    if (len)
-        *len = n;
-    return buf;
-}
 
 static long long query_int(struct eg_store *s0, const char *text)
 {

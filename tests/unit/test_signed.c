@@ -36,19 +36,6 @@ static char pem1[EG_PEM_PUB_MAX], pem2[EG_PEM_PUB_MAX];
 
 /* ---- helpers ---------------------------------------------------------- */
 
-__attribute__((format(printf, 3, 4))) static void check_at(unsigned line, int cond, const char *fmt,
-                                                           ...)
-{
-    char msg[1024];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    CU_assertImplementation(cond ? CU_TRUE : CU_FALSE, line, msg, __FILE__, "", CU_FALSE);
-}
-#define CHECKF(cond, ...) check_at(__LINE__, (cond), __VA_ARGS__)
-
 /* base64 signature of payload on topic with key k */
 static void sign(const struct eg_key *k, const char *topic, const char *payload, char *sig)
 {

@@ -19,45 +19,11 @@
 #include "eg_readings.h"
 #include "eg_telemetry.h"
 #include "eg_time.h"
+#include "eg_testutil.h"
 
 #define FIXDIR EG_FIXTURES "/telemetry/"
 #define NOW_MS 1795501800000LL /* 2026-11-24T06:30:00.000Z */
-#define MAX_FILE (1 << 20)
 #define MAX_CASES 256
-
-/* A failed check with a formatted message (CUnit copies the text). */
-__attribute__((format(printf, 3, 4))) static void check_at(unsigned line, int cond, const char *fmt,
-                                                           ...)
-{
-    char msg[1024];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    CU_assertImplementation(cond ? CU_TRUE : CU_FALSE, line, msg, __FILE__, "", CU_FALSE);
-}
-#define CHECKF(cond, ...) check_at(__LINE__, (cond), __VA_ARGS__)
-
-/* Reads a whole fixture file into a malloc'ed NUL-terminated buffer. */
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    size_t n;
-
-    if (!f)
-        return NULL;
-    buf = malloc(MAX_FILE + 1);
-    if (buf) {
-        n = fread(buf, 1, MAX_FILE, f);
-        buf[n] = '\0';
-        if (len)
-            *len = n;
-    }
-    fclose(f);
-    return buf;
-}
 
 /* Checks got == want; on a mismatch reports where, with some context. */
 static void expect_same(const char *file, size_t k, const char *got, const char *want)

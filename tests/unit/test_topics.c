@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "eg_topics.h"
+#include "eg_testutil.h"
 
 /* Row size of the filters array in eg_topic_filters()'s prototype. */
 #ifdef EG_TOPIC_FILTER_MAX
@@ -20,19 +21,6 @@
 #endif
 
 /* ---- helpers ---------------------------------------------------------- */
-
-__attribute__((format(printf, 3, 4))) static void check_at(unsigned line, int cond, const char *fmt,
-                                                           ...)
-{
-    char msg[1024];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    CU_assertImplementation(cond ? CU_TRUE : CU_FALSE, line, msg, __FILE__, "", CU_FALSE);
-}
-#define CHECKF(cond, ...) check_at(__LINE__, (cond), __VA_ARGS__)
 
 /* Parses topic under prefix and checks the kind and the id. */
 static void expect_parse(const char *prefix, const char *topic, enum eg_topic_kind kind,

@@ -78,6 +78,13 @@ out:
 eg_err eg_entry_append(struct eg_store *st, struct eg_vault *v, const char *gw_name, uint64_t seq,
                        const struct eg_entry_in *in, uint8_t leaf[32])
 {
+    return eg_entry_append_ex(st, v, gw_name, seq, in, leaf, NULL, NULL);
+}
+
+eg_err eg_entry_append_ex(struct eg_store *st, struct eg_vault *v, const char *gw_name,
+                          uint64_t seq, const struct eg_entry_in *in, uint8_t leaf[32],
+                          char **bytes_out, size_t *len_out)
+{
     char aad[128];
     uint8_t key[32];
     uint8_t *ct = NULL;
@@ -135,6 +142,11 @@ eg_err eg_entry_append(struct eg_store *st, struct eg_vault *v, const char *gw_n
     rc = src == SQLITE_DONE ? EG_OK : eg_store_err(src);
 out:
     eg_wipe(key, sizeof key);
+    if (rc == EG_OK && bytes_out) {
+        *bytes_out = bytes;
+        *len_out = len;
+        bytes = NULL;
+    }
     if (bytes) {
         eg_wipe(bytes, len);
         free(bytes);

@@ -42,6 +42,12 @@ char *eg_entry_bytes(const char *gw_name, uint64_t seq, const struct eg_entry_in
 eg_err eg_entry_append(struct eg_store *st, struct eg_vault *v, const char *gw_name, uint64_t seq,
                        const struct eg_entry_in *in, uint8_t leaf[32]);
 
+/* The same; on success, when bytes_out is not NULL, also hands over the
+ * entry bytes (malloc'ed, not NUL-terminated, *len_out set): for feeds. */
+eg_err eg_entry_append_ex(struct eg_store *st, struct eg_vault *v, const char *gw_name,
+                          uint64_t seq, const struct eg_entry_in *in, uint8_t leaf[32],
+                          char **bytes_out, size_t *len_out);
+
 /* Next unused seq (max(seq)+1, or 0). */
 eg_err eg_entry_next_seq(struct eg_store *st, uint64_t *next);
 

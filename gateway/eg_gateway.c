@@ -105,6 +105,10 @@ static eg_err put_stats(struct gw *g)
         cJSON_AddNumberToObject(o, "rejected", (double)s.rejected) &&
         cJSON_AddNumberToObject(o, "duplicates", (double)s.duplicates) &&
         cJSON_AddNumberToObject(o, "entries", (double)s.entries) &&
+        cJSON_AddNumberToObject(o, "forwarded", (double)s.forwarded) &&
+        cJSON_AddNumberToObject(o, "withheld", (double)s.withheld) &&
+        cJSON_AddNumberToObject(o, "access_entries", (double)s.access_entries) &&
+        cJSON_AddNumberToObject(o, "requests", (double)s.requests) &&
         cJSON_AddNumberToObject(o, "next_seq", (double)eg_ingest_next_seq(g->ig)) &&
         cJSON_AddNumberToObject(o, "queue", (double)qm) &&
         cJSON_AddNumberToObject(o, "queue_peak", (double)qp) &&
@@ -406,6 +410,7 @@ int eg_gateway_run(const struct eg_config *cfg, volatile sig_atomic_t *stop)
             goto fail;
         eg_hex_encode(id, 32, g.gateway_id);
     }
+    eg_store_set_outbox_key(g.st, eg_vault_outbox_key(g.vault), g.rng);
     if ((rc = eg_chain_open(g.st, g.vault, &g.chain, &e)) != EG_OK)
         goto fail;
     if ((rc = eg_ingest_new(g.st, g.vault, cfg, g.chain, &g.ig, &e)) != EG_OK)
@@ -444,7 +449,7 @@ int eg_gateway_run(const struct eg_config *cfg, volatile sig_atomic_t *stop)
     mo.on_ready = on_ready;
     if ((rc = eg_mqtt_new(&mo, g.q, &g.mqtt, &e)) != EG_OK)
         goto fail;
-    if ((rc = eg_publisher_start(cfg->db, g.mqtt, (int)cfg->outbox_inflight, &g.pub, &e)) !=
+    if ((rc = eg_publisher_start(cfg->db, eg_vault_outbox_key(g.vault), g.mqtt, (int)cfg->outbox_inflight, &g.pub, &e)) !=
         EG_OK)
         goto fail;
     if (pthread_create(&thread, NULL, pipeline, &g) != 0) {

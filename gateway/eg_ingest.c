@@ -16,6 +16,7 @@
  * half-written data. Storage errors abort the whole transaction.
  */
 #include "eg_ingest.h"
+#include "eg_ingest_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,29 +39,6 @@
 #include "eg_topics.h"
 
 #define KEY_CACHE 1024
-
-struct key_slot {
-    char id[EG_ID_MAX];
-    char pem[EG_PUBKEY_PEM_MAX];
-    struct eg_key *key;
-};
-
-struct group {
-    char *topic;
-    cJSON *receipts;
-};
-
-struct eg_ingest {
-    struct eg_store *st;
-    struct eg_vault *v;
-    const struct eg_config *cfg;
-    struct eg_chain *chain;
-    uint64_t next_seq, committed_seq;
-    struct group *groups;
-    int ngroups, max_groups, last_group;
-    struct key_slot *keys;
-    struct eg_ingest_stats stats, committed_stats;
-};
 
 /* ---- receipts ---------------------------------------------------------- */
 
@@ -265,9 +243,48 @@ static eg_err reject(struct eg_ingest *ig, struct msgctx *c, const struct eg_err
     return EG_OK;
 }
 
-static int is_storage_error(eg_err rc)
+int ig_is_storage_error(eg_err rc)
 {
     return rc == EG_E_DB || rc == EG_E_DB_FULL || rc == EG_E_NOMEM;
+}
+#define is_storage_error ig_is_storage_error
+
+void ig_mark(const struct eg_ingest *ig, struct ig_mark *mk)
+{
+    mk->next_seq = ig->next_seq;
+    mk->nfwd = ig->nfwd;
+    memcpy(mk->feed_next, ig->feed_next, sizeof mk->feed_next);
+}
+
+eg_err ig_undo(struct eg_ingest *ig, const struct ig_mark *mk)
+{
+    ig->next_seq = mk->next_seq;
+    ig->nfwd = mk->nfwd;
+    memcpy(ig->feed_next, mk->feed_next, sizeof ig->feed_next);
+    /* a patient key created inside the savepoint is gone with it */
+    eg_vault_cache_clear(ig->v);
+    if (ig->chain && eg_chain_abort_to(ig->chain, mk->next_seq) != EG_OK)
+        return EG_E_DB;
+    return EG_OK;
+}
+
+eg_err ig_append(struct eg_ingest *ig, const struct eg_entry_in *in, uint64_t *seq,
+                 uint8_t leaf[32], char **bytes, size_t *len)
+{
+    eg_err rc = eg_entry_append_ex(ig->st, ig->v, ig->cfg->name, ig->next_seq, in, leaf, bytes,
+                                   len);
+    if (rc != EG_OK)
+        return rc;
+    if (ig->chain && (rc = eg_chain_add(ig->chain, ig->next_seq, leaf)) != EG_OK) {
+        if (bytes) {
+            free(*bytes);
+            *bytes = NULL;
+        }
+        return rc;
+    }
+    *seq = ig->next_seq++;
+    ig->stats.entries++;
+    return EG_OK;
 }
 
 /* ---- idempotence (SPEC §7) --------------------------------------------- */
@@ -378,7 +395,9 @@ static eg_err commit_accepted(struct eg_ingest *ig, struct msgctx *c, const stru
     cJSON *r = NULL, *entries;
     eg_err rc;
     struct eg_error e;
+    struct ig_mark mk;
 
+    ig_mark(ig, &mk);
     if ((rc = eg_store_exec(ig->st, "SAVEPOINT msg", &e)) != EG_OK)
         return rc;
     if (!(r = receipt_new(c->msg_id, c->sha, "accepted")) ||
@@ -402,14 +421,19 @@ static eg_err commit_accepted(struct eg_ingest *ig, struct msgctx *c, const stru
              * payload it came from; bounds what a crafted message can store */
             .max_bytes = (size_t)ig->cfg->max_payload_bytes + 65536,
         };
-        if ((rc = eg_entry_append(ig->st, ig->v, ig->cfg->name, ig->next_seq, &in, leaf)) !=
-            EG_OK)
+        uint64_t seq;
+        char *bytes = NULL;
+        size_t blen = 0;
+        if ((rc = ig_append(ig, &in, &seq, leaf, ig->ngrantees ? &bytes : NULL, &blen)) != EG_OK)
             goto fail;
-        if (ig->chain && (rc = eg_chain_add(ig->chain, ig->next_seq, leaf)) != EG_OK)
+        /* consent is decided here, inside the committing transaction */
+        rc = bytes ? eg_feed_decide(ig, seq, &in, bytes, blen) : EG_OK;
+        if (bytes) {
+            eg_wipe(bytes, blen);
+            free(bytes);
+        }
+        if (rc != EG_OK || (rc = add_entry_ref(ig, entries, seq, leaf)) != EG_OK)
             goto fail;
-        if ((rc = add_entry_ref(ig, entries, ig->next_seq, leaf)) != EG_OK)
-            goto fail;
-        ig->next_seq++;
     }
     if ((rc = add_ack(c, r, "accepted", EG_OK, NULL)) != EG_OK ||
         (rc = record_msg(ig, c, first, n)) != EG_OK)
@@ -423,22 +447,22 @@ static eg_err commit_accepted(struct eg_ingest *ig, struct msgctx *c, const stru
     r = NULL;
     if (rc != EG_OK)
         return rc;
-    ig->stats.entries += n;
     ig->stats.accepted++;
     return EG_OK;
 fail:
     cJSON_Delete(r);
-    ig->next_seq = first;
-    if (is_storage_error(rc))
+    (void)first;
+    ig->stats.entries -= ig->next_seq - mk.next_seq;
+    if (is_storage_error(rc)) {
+        ig->next_seq = mk.next_seq;
         return rc;
+    }
     /* undo this message's writes, keep the transaction */
     if (eg_store_exec(ig->st, "ROLLBACK TO msg", &e) != EG_OK ||
         eg_store_exec(ig->st, "RELEASE msg", &e) != EG_OK)
         return EG_E_DB;
-    if (ig->chain && eg_chain_abort_to(ig->chain, first) != EG_OK)
+    if (ig_undo(ig, &mk) != EG_OK)
         return EG_E_DB;
-    /* a patient key created inside the savepoint is gone with it */
-    eg_vault_cache_clear(ig->v);
     return rc;
 }
 
@@ -449,12 +473,26 @@ static eg_err accept_or_answer(struct eg_ingest *ig, struct msgctx *c, const str
                                size_t n)
 {
     struct eg_error err = {0};
-    eg_err rc = commit_accepted(ig, c, o, n);
+    eg_err rc;
+    for (size_t i = 0; i < n; i++) {
+        int erased = eg_patient_erased(ig->st, o[i].patient);
+        if (erased < 0)
+            return EG_E_DB;
+        if (erased) {
+            eg_fail(&err, EG_E_UNKNOWN_PATIENT,
+                    "patient: %s was erased; no new records are accepted for it", o[i].patient);
+            return reject(ig, c, &err);
+        }
+    }
+    rc = commit_accepted(ig, c, o, n);
     if (rc == EG_OK || is_storage_error(rc))
         return rc;
     if (rc == EG_E_TOO_LARGE)
         eg_fail(&err, EG_E_TOO_LARGE, "entry: a normalized observation exceeds %lld bytes",
                 (long long)ig->cfg->max_payload_bytes + 65536);
+    else if (rc == EG_E_NOT_FOUND) /* the vault has no key: the patient was erased */
+        eg_fail(&err, EG_E_UNKNOWN_PATIENT,
+                "patient: the patient was erased; no new records are accepted for it");
     else
         eg_fail(&err, EG_E_INTERNAL, "internal: could not store the message (%s)",
                 eg_strerror(rc));
@@ -833,6 +871,16 @@ eg_err eg_ingest_process(struct eg_ingest *ig, const struct eg_msg *m)
         if (m->quarantine_id > 0)
             return eg_quarantine_done(ig->st, m->quarantine_id, "not replayable");
         return eg_api_anchor(ig->st, ig->cfg, m);
+    case EG_T_PATIENT_CONSENT:
+        return eg_req_consent(ig, m, id);
+    case EG_T_PATIENT_REQUEST:
+        return eg_req_patient(ig, m, id);
+    case EG_T_ADMIN_REQUEST:
+        return eg_req_admin(ig, m);
+    case EG_T_FEED_REQUEST:
+        if (m->quarantine_id > 0)
+            return eg_quarantine_done(ig->st, m->quarantine_id, "not replayable");
+        return eg_feed_request(ig, m, id);
     default:
         /* a source topic with an invalid id: still answered (SPEC §2, §13) */
         family = eg_topic_source_raw(ig->cfg->topic_prefix, m->topic, c.receipts_topic,
@@ -894,7 +942,7 @@ eg_err eg_ingest_flush(struct eg_ingest *ig)
     char head[128];
     size_t hl = (size_t)snprintf(head, sizeof head, "{\"gateway\":\"%s\",\"receipts\":[",
                                  ig->cfg->name);
-    eg_err rc = EG_OK;
+    eg_err rc = eg_feed_access_entries(ig);
 
     for (int i = 0; i < ig->ngroups && rc == EG_OK; i++) {
         char *buf = NULL;
@@ -954,13 +1002,34 @@ void eg_ingest_committed(struct eg_ingest *ig)
 {
     ig->committed_seq = ig->next_seq;
     ig->committed_stats = ig->stats;
+    memcpy(ig->feed_committed, ig->feed_next, sizeof ig->feed_committed);
+    ig->nfwd = 0;
     groups_clear(ig);
+    if (ig->want_checkpoint) {
+        /* SPEC §9: after an erasure the wrapped key must not linger in the
+         * WAL. secure_delete is on for the connection; TRUNCATE copies the
+         * WAL back and empties it. A reader (the publisher) can make it
+         * busy: then it is tried again after the next commit. */
+        int busy = -1, logn = -1, ckpt = -1;
+        int rc = sqlite3_wal_checkpoint_v2(eg_store_db(ig->st), NULL, SQLITE_CHECKPOINT_TRUNCATE,
+                                           &logn, &ckpt);
+        busy = rc == SQLITE_BUSY;
+        if (rc == SQLITE_OK) {
+            ig->want_checkpoint = 0;
+            log_msg(EG_LOG_INFO, "erasure: WAL checkpointed and truncated");
+        } else if (!busy) {
+            log_msg(EG_LOG_WARN, "erasure: WAL checkpoint failed (%s); retrying",
+                    sqlite3_errstr(rc));
+        }
+    }
 }
 
 void eg_ingest_abort(struct eg_ingest *ig)
 {
     ig->next_seq = ig->committed_seq;
     ig->stats = ig->committed_stats;
+    memcpy(ig->feed_next, ig->feed_committed, sizeof ig->feed_next);
+    ig->nfwd = 0;
     groups_clear(ig);
     eg_vault_cache_clear(ig->v);
 }
@@ -999,6 +1068,18 @@ eg_err eg_ingest_new(struct eg_store *st, struct eg_vault *v, const struct eg_co
         return eg_fail(e, rc, "cannot read the entry sequence");
     }
     ig->committed_seq = ig->next_seq;
+    if ((ig->ngrantees = eg_grantees_parse(cfg, ig->grantees, EG_GRANTEES_MAX)) < 0) {
+        eg_ingest_free(ig);
+        return eg_fail(e, EG_E_USAGE, "grantee: each must be NAME:PURPOSE (ids of A-Z a-z 0-9 . _ "
+                                      "-, each name once, at most %d)",
+                       EG_GRANTEES_MAX);
+    }
+    if ((rc = eg_admin_keys_load(cfg, &ig->admin, e)) != EG_OK ||
+        (rc = eg_feed_load(ig)) != EG_OK) {
+        eg_ingest_free(ig);
+        return rc == EG_E_DB ? eg_fail(e, rc, "cannot read the feeds") : rc;
+    }
+    memcpy(ig->feed_committed, ig->feed_next, sizeof ig->feed_committed);
     *out = ig;
     return EG_OK;
 }
@@ -1014,5 +1095,7 @@ void eg_ingest_free(struct eg_ingest *ig)
         for (int i = 0; i < KEY_CACHE; i++)
             eg_key_free(ig->keys[i].key);
     free(ig->keys);
+    free(ig->fwds);
+    eg_admin_keys_free(ig->admin);
     free(ig);
 }

@@ -20,6 +20,7 @@
 
 struct eg_ingest_stats {
     uint64_t msgs, accepted, rejected, duplicates, entries, quarantine_evicted;
+    uint64_t forwarded, withheld, access_entries, requests;
 };
 
 struct eg_ingest;

@@ -161,8 +161,8 @@ static void *run(void *arg)
     return NULL;
 }
 
-eg_err eg_publisher_start(const char *db_path, struct eg_mqtt *mqtt, int max_inflight,
-                          struct eg_publisher **out, struct eg_error *e)
+eg_err eg_publisher_start(const char *db_path, const uint8_t outbox_key[32], struct eg_mqtt *mqtt,
+                          int max_inflight, struct eg_publisher **out, struct eg_error *e)
 {
     struct eg_publisher *p = calloc(1, sizeof *p);
     pthread_condattr_t ca;
@@ -179,6 +179,7 @@ eg_err eg_publisher_start(const char *db_path, struct eg_mqtt *mqtt, int max_inf
         free(p);
         return rc;
     }
+    eg_store_set_outbox_key(p->st, outbox_key, NULL);
     p->mqtt = mqtt;
     p->max_inflight = max_inflight;
     pthread_mutex_init(&p->mu, NULL);

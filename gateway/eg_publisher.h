@@ -18,8 +18,8 @@
 
 struct eg_publisher;
 
-eg_err eg_publisher_start(const char *db_path, struct eg_mqtt *mqtt, int max_inflight,
-                          struct eg_publisher **out, struct eg_error *e);
+eg_err eg_publisher_start(const char *db_path, const uint8_t outbox_key[32], struct eg_mqtt *mqtt,
+                          int max_inflight, struct eg_publisher **out, struct eg_error *e);
 /* Wakes the publisher: new rows were committed. */
 void eg_publisher_notify(struct eg_publisher *p);
 /* Moves up to max acknowledged ids into ids; returns the count. */

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eg_crypto.h"
 #include "eg_log.h"
 
 #define STMT_CACHE_MAX 128
@@ -23,6 +24,9 @@ struct eg_store {
     int in_tx;
     int nstmt;
     struct stmt_slot stmts[STMT_CACHE_MAX];
+    uint8_t outbox_key[32];
+    int has_outbox_key;
+    struct eg_rng *rng;
 };
 
 /*
@@ -100,6 +104,16 @@ static const char *const migrations[] = {
     "  PRIMARY KEY(grantee, feed_seq)) WITHOUT ROWID;"
     "CREATE TABLE erase_requests(patient_id TEXT PRIMARY KEY, requested_at INTEGER NOT NULL)"
     "  WITHOUT ROWID;",
+    /* 4 -> 5: outbox payloads may be sealed (AES-256-GCM under a key derived
+     * from the master key: feed messages are entry bytes, i.e. PHI);
+     * consent_log keeps every consent change of a patient (the consent
+     * entries themselves become unreadable with an erasure, the audit
+     * trail must not) */
+    "ALTER TABLE outbox ADD COLUMN sealed INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE consent_log(seq INTEGER PRIMARY KEY, patient_id TEXT NOT NULL,"
+    "  consent_id TEXT NOT NULL, action TEXT NOT NULL, grantee TEXT NOT NULL,"
+    "  at INTEGER NOT NULL);"
+    "CREATE INDEX consent_log_patient ON consent_log(patient_id, seq);",
 };
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -333,10 +347,25 @@ out:
     return EG_OK;
 }
 
+void eg_store_set_outbox_key(struct eg_store *st, const uint8_t key[32], struct eg_rng *rng)
+{
+    memcpy(st->outbox_key, key, 32);
+    st->has_outbox_key = 1;
+    st->rng = rng;
+}
+
+const uint8_t *eg_store_outbox_key(const struct eg_store *st, struct eg_rng **rng)
+{
+    if (rng)
+        *rng = st->rng;
+    return st->has_outbox_key ? st->outbox_key : NULL;
+}
+
 void eg_store_close(struct eg_store *st)
 {
     if (!st)
         return;
+    eg_wipe(st->outbox_key, sizeof st->outbox_key);
     for (int i = 0; i < st->nstmt; i++)
         sqlite3_finalize(st->stmts[i].stmt);
     sqlite3_close(st->db);

@@ -16,7 +16,7 @@
 
 #include "eg_err.h"
 
-#define EG_SCHEMA_VERSION 4
+#define EG_SCHEMA_VERSION 5
 
 enum {
     EG_STORE_CREATE = 1,   /* create the file and schema if missing */
@@ -31,6 +31,13 @@ struct eg_store;
 eg_err eg_store_open(const char *path, int flags, struct eg_store **out, struct eg_error *e);
 /* Finalizes cached statements and closes. NULL is a no-op. */
 void eg_store_close(struct eg_store *st);
+
+struct eg_rng;
+/* Gives the connection the outbox key (copied): from then on eg_outbox_put
+ * seals payloads with it and eg_outbox_fetch opens sealed rows. */
+void eg_store_set_outbox_key(struct eg_store *st, const uint8_t key[32], struct eg_rng *rng);
+/* The outbox key, or NULL if none was set. */
+const uint8_t *eg_store_outbox_key(const struct eg_store *st, struct eg_rng **rng);
 
 sqlite3 *eg_store_db(struct eg_store *st);
 

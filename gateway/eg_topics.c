@@ -28,6 +28,14 @@ enum eg_topic_kind eg_topic_parse(const char *prefix, const char *topic, char id
     } else if (strncmp(p, "anchor/", 7) == 0) {
         p += 7;
         kind = EG_T_ANCHOR_REQUEST;
+    } else if (strncmp(p, "patient/", 8) == 0) {
+        p += 8;
+        kind = EG_T_PATIENT_CONSENT;
+    } else if (strncmp(p, "feed/", 5) == 0) {
+        p += 5;
+        kind = EG_T_FEED_REQUEST;
+    } else if (strcmp(p, "admin/request") == 0) {
+        return EG_T_ADMIN_REQUEST;
     } else {
         return EG_T_UNKNOWN;
     }
@@ -48,6 +56,12 @@ enum eg_topic_kind eg_topic_parse(const char *prefix, const char *topic, char id
     if (kind == EG_T_HOSPITAL_RECORDS && strcmp(slash, "/records") == 0)
         return kind;
     if (kind == EG_T_ANCHOR_REQUEST && strcmp(slash, "/request") == 0)
+        return kind;
+    if (kind == EG_T_PATIENT_CONSENT && strcmp(slash, "/consent") == 0)
+        return kind;
+    if (kind == EG_T_PATIENT_CONSENT && strcmp(slash, "/request") == 0)
+        return EG_T_PATIENT_REQUEST;
+    if (kind == EG_T_FEED_REQUEST && strcmp(slash, "/request") == 0)
         return kind;
     id[0] = '\0';
     return EG_T_UNKNOWN;
@@ -114,11 +128,33 @@ int eg_topic_anchor(char *buf, size_t size, const char *prefix, const char *name
     return fmt(buf, size, prefix, "anchor", name, leaf);
 }
 
+int eg_topic_patient(char *buf, size_t size, const char *prefix, const char *patient_id,
+                     const char *leaf)
+{
+    return fmt(buf, size, prefix, "patient", patient_id, leaf);
+}
+
+int eg_topic_feed(char *buf, size_t size, const char *prefix, const char *grantee,
+                  const char *leaf)
+{
+    int n = leaf ? snprintf(buf, size, "%s/feed/%s/%s", prefix, grantee, leaf)
+                 : snprintf(buf, size, "%s/feed/%s", prefix, grantee);
+    return (n < 0 || (size_t)n >= size) ? -1 : 0;
+}
+
+int eg_topic_admin(char *buf, size_t size, const char *prefix, const char *leaf)
+{
+    int n = snprintf(buf, size, "%s/admin/%s", prefix, leaf);
+    return (n < 0 || (size_t)n >= size) ? -1 : 0;
+}
+
 int eg_topic_filters(const char *prefix, const char *name, char filters[][EG_TOPIC_FILTER_MAX],
                      int max)
 {
     static const char *const fmts[] = {"%s/device/+/telemetry", "%s/hospital/+/records",
-                                       "%s/anchor/%s/request"};
+                                       "%s/anchor/%s/request",  "%s/patient/+/consent",
+                                       "%s/patient/+/request",  "%s/feed/+/request",
+                                       "%s/admin/request"};
     int n = 0;
     for (size_t i = 0; i < sizeof fmts / sizeof fmts[0] && n < max; i++) {
         int w = snprintf(filters[n], EG_TOPIC_FILTER_MAX, fmts[i], prefix, name);

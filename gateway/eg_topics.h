@@ -12,6 +12,10 @@ enum eg_topic_kind {
     EG_T_DEVICE_TELEMETRY, /* {p}/device/{id}/telemetry */
     EG_T_HOSPITAL_RECORDS, /* {p}/hospital/{id}/records */
     EG_T_ANCHOR_REQUEST,   /* {p}/anchor/{name}/request (id = name) */
+    EG_T_PATIENT_CONSENT,  /* {p}/patient/{id}/consent */
+    EG_T_PATIENT_REQUEST,  /* {p}/patient/{id}/request */
+    EG_T_FEED_REQUEST,     /* {p}/feed/{grantee}/request (id = grantee) */
+    EG_T_ADMIN_REQUEST,    /* {p}/admin/request (id empty) */
 };
 
 /* Classifies topic under prefix; copies the {id} level into id (65 bytes)
@@ -34,6 +38,14 @@ int eg_topic_stats(char *buf, size_t size, const char *prefix, const char *name)
 /* {p}/anchor/{name}/{leaf} with leaf blocks, head, request or replies. */
 int eg_topic_anchor(char *buf, size_t size, const char *prefix, const char *name,
                     const char *leaf);
+
+/* {p}/patient/{id}/{leaf}; {p}/feed/{grantee}[/{leaf}] (leaf NULL: the feed
+ * itself); {p}/admin/{leaf}. */
+int eg_topic_patient(char *buf, size_t size, const char *prefix, const char *patient_id,
+                     const char *leaf);
+int eg_topic_feed(char *buf, size_t size, const char *prefix, const char *grantee,
+                  const char *leaf);
+int eg_topic_admin(char *buf, size_t size, const char *prefix, const char *leaf);
 
 /* Longest filter: 64-char prefix + "/anchor/" + 64-char name + "/request" + NUL. */
 #define EG_TOPIC_FILTER_MAX 160

@@ -26,7 +26,7 @@ struct dk_slot {
 struct eg_vault {
     struct eg_key *sign;
     struct eg_rng *rng; /* borrowed */
-    uint8_t wrap[32], audit[32], quarantine[32], fpr[32];
+    uint8_t wrap[32], audit[32], quarantine[32], outbox[32], fpr[32];
     struct dk_slot *cache;
 };
 
@@ -109,6 +109,7 @@ static eg_err vault_new(struct eg_rng *rng, const uint8_t master[32], struct eg_
     derive(master, "ehrgate/v1/wrap", v->wrap);
     derive(master, "ehrgate/v1/audit", v->audit);
     derive(master, "ehrgate/v1/quarantine", v->quarantine);
+    derive(master, "ehrgate/v1/outbox", v->outbox);
     derive(master, "ehrgate/v1/fingerprint", v->fpr);
     *out = v;
     return EG_OK;
@@ -304,6 +305,7 @@ const struct eg_key *eg_vault_signing_key(const struct eg_vault *v) { return v->
 struct eg_rng *eg_vault_rng(const struct eg_vault *v) { return v->rng; }
 const uint8_t *eg_vault_audit_key(const struct eg_vault *v) { return v->audit; }
 const uint8_t *eg_vault_quarantine_key(const struct eg_vault *v) { return v->quarantine; }
+const uint8_t *eg_vault_outbox_key(const struct eg_vault *v) { return v->outbox; }
 
 void eg_vault_cache_clear(struct eg_vault *v)
 {

@@ -7,6 +7,7 @@
  *     HMAC(master, "ehrgate/v1/wrap")       wraps per-patient data keys
  *     HMAC(master, "ehrgate/v1/audit")      encrypts access/erasure entries
  *     HMAC(master, "ehrgate/v1/quarantine") encrypts quarantined payloads
+ *     HMAC(master, "ehrgate/v1/outbox")     seals outbox payloads (feeds, replies)
  *     HMAC(master, "ehrgate/v1/fingerprint") is recorded in the database
  *   patient data key (32 random bytes) encrypts observation/consent entries;
  *     stored wrapped (AES-256-GCM, AAD = "dk|" patient id); destroying it
@@ -51,6 +52,7 @@ const struct eg_key *eg_vault_signing_key(const struct eg_vault *v);
 struct eg_rng *eg_vault_rng(const struct eg_vault *v);
 const uint8_t *eg_vault_audit_key(const struct eg_vault *v);
 const uint8_t *eg_vault_quarantine_key(const struct eg_vault *v);
+const uint8_t *eg_vault_outbox_key(const struct eg_vault *v);
 
 /* The data key of patient. With create, a missing key is generated and
  * inserted (inside the caller's transaction). EG_E_NOT_FOUND if the patient

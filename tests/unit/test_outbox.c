@@ -238,6 +238,47 @@ static void test_outbox(void)
     }
 }
 
+/* With the outbox key set, payloads are sealed at rest (feeds carry entry
+ * bytes) and come back byte for byte; a row moved to another topic or
+ * changed does not authenticate and fetch reports an error instead of
+ * sending anything. */
+static void test_outbox_sealed(void)
+{
+    static const char secret[] = "{\"patient\":\"P-SECRET\",\"value\":72}";
+    struct eg_outbox_row rows[4];
+    uint8_t key[32];
+    int n;
+
+    memset(key, 0x5a, sizeof key);
+    sql("DELETE FROM outbox");
+    eg_store_set_outbox_key(st, key, rng);
+    CU_ASSERT_EQUAL(eg_store_begin(st), EG_OK);
+    CU_ASSERT_EQUAL(eg_outbox_put(st, "ehr/feed/authority", secret, strlen(secret), 1, 0,
+                                  "{\"user\":[[\"feed_seq\",\"0\"]]}"),
+                    EG_OK);
+    CU_ASSERT_EQUAL(eg_store_commit(st), EG_OK);
+    CU_ASSERT_EQUAL(query_int("SELECT count(*) FROM outbox WHERE sealed = 1"), 1);
+    CU_ASSERT_EQUAL(query_int("SELECT count(*) FROM outbox WHERE instr(payload, 'P-SECRET') > 0"),
+                    0);
+    n = eg_outbox_fetch(st, 0, 4, rows);
+    CU_ASSERT_EQUAL_FATAL(n, 1);
+    CU_ASSERT_EQUAL(rows[0].len, strlen(secret));
+    CU_ASSERT(memcmp(rows[0].payload, secret, strlen(secret)) == 0);
+    CU_ASSERT_STRING_EQUAL(rows[0].topic, "ehr/feed/authority");
+    eg_outbox_row_clear(&rows[0]);
+    /* moved to another grantee's feed: refused */
+    sql("UPDATE outbox SET topic = 'ehr/feed/research'");
+    CU_ASSERT_EQUAL(eg_outbox_fetch(st, 0, 4, rows), -1);
+    sql("DELETE FROM outbox");
+    /* rows written before the key was set (older databases) still read */
+    sql("INSERT INTO outbox(topic, payload, qos, retain, created_at) VALUES('t', x'6869', 1, 0, 1)");
+    n = eg_outbox_fetch(st, 0, 4, rows);
+    CU_ASSERT_EQUAL_FATAL(n, 1);
+    CU_ASSERT_STRING_EQUAL((char *)rows[0].payload, "hi");
+    eg_outbox_row_clear(&rows[0]);
+    sql("DELETE FROM outbox");
+}
+
 /* ---- quarantine ------------------------------------------------------- */
 
 static void test_quarantine_put_encrypted(void)
@@ -642,7 +683,8 @@ int main(void)
     if (CU_initialize_registry() != CUE_SUCCESS)
         return 1;
     s = CU_add_suite("outbox", NULL, NULL);
-    if (s == NULL || !CU_add_test(s, "put, fetch, after_id, limit, delete, pending", test_outbox)) {
+    if (s == NULL || !CU_add_test(s, "put, fetch, after_id, limit, delete, pending", test_outbox) ||
+        !CU_add_test(s, "sealed payloads at rest", test_outbox_sealed)) {
         CU_cleanup_registry();
         return 1;
     }

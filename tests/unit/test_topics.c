@@ -49,6 +49,10 @@ static void test_parse_good(void)
     GOOD("ehr", "ehr/device/a-B_9.z/telemetry", EG_T_DEVICE_TELEMETRY, "a-B_9.z");
     GOOD("ehr", "ehr/hospital/H1/records", EG_T_HOSPITAL_RECORDS, "H1");
     GOOD("ehr", "ehr/anchor/gw1/request", EG_T_ANCHOR_REQUEST, "gw1");
+    GOOD("ehr", "ehr/patient/P1/consent", EG_T_PATIENT_CONSENT, "P1");
+    GOOD("ehr", "ehr/patient/P1/request", EG_T_PATIENT_REQUEST, "P1");
+    GOOD("ehr", "ehr/feed/authority/request", EG_T_FEED_REQUEST, "authority");
+    GOOD("ehr", "ehr/admin/request", EG_T_ADMIN_REQUEST, "");
     GOOD("clinic.a", "clinic.a/device/D1/telemetry", EG_T_DEVICE_TELEMETRY, "D1");
     GOOD("ehr", "ehr/device/x/telemetry", EG_T_DEVICE_TELEMETRY, "x");
 
@@ -91,8 +95,14 @@ static void test_parse_bad(void)
     BAD("ehr", "ehr/anchor/gw1/replies");
     BAD("ehr", "ehr/anchor/gw1/blocks");
     BAD("ehr", "ehr/devices/D1/telemetry");
-    BAD("ehr", "ehr/patient/P1/consent");
-    BAD("ehr", "ehr/admin/request");
+    BAD("ehr", "ehr/patient/P1/replies");
+    BAD("ehr", "ehr/patient/P1/consent/x");
+    BAD("ehr", "ehr/patient/a b/consent");
+    BAD("ehr", "ehr/feed/authority");
+    BAD("ehr", "ehr/feed/authority/replies");
+    BAD("ehr", "ehr/admin/replies");
+    BAD("ehr", "ehr/admin/request/x");
+    BAD("ehr", "ehr/admin");
     /* invalid ids */
     BAD("ehr", "ehr/device/a b/telemetry");
     BAD("ehr", "ehr/device/a+b/telemetry");
@@ -157,10 +167,14 @@ static void test_filters(void)
     int n;
 
     n = eg_topic_filters("ehr", "gw1", f, 8);
-    CU_ASSERT_EQUAL_FATAL(n, 3);
+    CU_ASSERT_EQUAL_FATAL(n, 7);
     CU_ASSERT_STRING_EQUAL(f[0], "ehr/device/+/telemetry");
     CU_ASSERT_STRING_EQUAL(f[1], "ehr/hospital/+/records");
     CU_ASSERT_STRING_EQUAL(f[2], "ehr/anchor/gw1/request");
+    CU_ASSERT_STRING_EQUAL(f[3], "ehr/patient/+/consent");
+    CU_ASSERT_STRING_EQUAL(f[4], "ehr/patient/+/request");
+    CU_ASSERT_STRING_EQUAL(f[5], "ehr/feed/+/request");
+    CU_ASSERT_STRING_EQUAL(f[6], "ehr/admin/request");
     n = eg_topic_filters("ehr", "gw1", f, 1);
     CU_ASSERT_EQUAL(n, 1);
     CU_ASSERT_EQUAL(eg_topic_filters("ehr", "gw1", f, 0), 0);

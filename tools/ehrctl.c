@@ -62,9 +62,11 @@ static void usage(FILE *out)
             "  keygen PREFIX                    write PREFIX.key (P-256, mode 0600) and PREFIX.pub\n"
             "  sign KEY --topic TOPIC [FILE]    print the `sig` user property for FILE (or stdin)\n"
             "                                   published on TOPIC (SPEC §3)\n"
-            "  publish --topic TOPIC [--sign KEY] [--reply [--timeout S]] [FILE]\n"
+            "  publish --topic TOPIC [--sign KEY] [--stamp] [--reply [--timeout S]] [FILE]\n"
             "                                   publish FILE (or stdin) with MQTT v5 QoS 1 on\n"
-            "                                   --broker; --sign adds the `sig` property; --reply\n"
+            "                                   --broker; --stamp first sets \"nonce\" (ms since\n"
+            "                                   the epoch) and \"issued\" (now) in the JSON object;\n"
+            "                                   --sign adds the `sig` property; --reply\n"
             "                                   waits up to S s (10) for the reply on a private\n"
             "                                   topic under the family's replies topic and prints\n"
             "                                   it (exit 1 on timeout)\n"
@@ -1285,7 +1287,7 @@ static int pub_add_prop(MQTTProperties *props, int id, const char *name, const v
 static int cmd_publish(struct ctl *c)
 {
     const char *topic = NULL, *keypath = NULL, *file = NULL, *url = c->cfg.broker;
-    int want_reply = 0, code = 0, have_client = 0, state_init = 0;
+    int want_reply = 0, stamp = 0, code = 0, have_client = 0, state_init = 0;
     double timeout_s = 10;
     char sig[EG_SIG_B64_MAX], replies[1024], reply_topic[1100], client_id[64], *data = NULL;
     uint8_t rnd[8];
@@ -1313,6 +1315,8 @@ static int cmd_publish(struct ctl *c)
             keypath = c->argv[++i];
         } else if (strcmp(a, "--reply") == 0) {
             want_reply = 1;
+        } else if (strcmp(a, "--stamp") == 0) {
+            stamp = 1;
         } else if (strcmp(a, "--timeout") == 0 && i + 1 < c->argc) {
             char *end;
             const char *v = c->argv[++i];
@@ -1328,7 +1332,7 @@ static int cmd_publish(struct ctl *c)
         }
     }
     if (!topic)
-        return die(2, "usage: ehrctl publish --topic TOPIC [--sign KEY] [--broker URL] "
+        return die(2, "usage: ehrctl publish --topic TOPIC [--sign KEY] [--stamp] [--broker URL] "
                       "[--reply [--timeout S]] [FILE]");
     if (!topic[0] || strpbrk(topic, "+#") || strlen(topic) > 65535)
         return die(2, "publish: --topic \"%s\" must be a topic name without wildcards", topic);
@@ -1343,6 +1347,26 @@ static int cmd_publish(struct ctl *c)
         file = NULL;
     if (read_file(file, &data, &len) != 0)
         return die(2, "%s: cannot read: %s", file ? file : "stdin", strerror(errno));
+    if (stamp) {
+        /* a fresh nonce (ms since the epoch) and issued (now), so a signed
+         * request can be sent without editing the file each time */
+        cJSON *o = cJSON_ParseWithLength(data, len);
+        char when[EG_TIME_STRLEN], *text;
+        int64_t now = eg_now_ms();
+        eg_time_format(now, when);
+        cJSON_DeleteItemFromObjectCaseSensitive(o, "nonce");
+        cJSON_DeleteItemFromObjectCaseSensitive(o, "issued");
+        if (!cJSON_IsObject(o) ||
+            egjson_add_taken(o, "nonce", egjson_create_u64((uint64_t)now)) != 0 ||
+            !cJSON_AddStringToObject(o, "issued", when) || !(text = egjson_print(o, &len))) {
+            cJSON_Delete(o);
+            code = die(2, "publish: --stamp needs a JSON object in %s", file ? file : "stdin");
+            goto out;
+        }
+        cJSON_Delete(o);
+        free(data);
+        data = text;
+    }
     if (eg_rng_new(&rng) != EG_OK) {
         code = die(2, "cannot seed the random generator");
         goto out;

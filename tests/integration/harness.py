@@ -163,7 +163,18 @@ class Gateway:
             self.proc.kill()
             rc = self.proc.wait()
         self.proc = None
+        self.check_sanitizers()
         return rc
+
+    def check_sanitizers(self):
+        """Under ASan/UBSan builds a report in the gateway's log fails the test
+        (the gateway may have kept running after a UBSan report)."""
+        log = self.log()
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            if marker in log:
+                at = log.index(marker)
+                raise AssertionError("sanitizer report in the gateway log:\n" +
+                                     log[max(0, at - 200):at + 3000])
 
     def kill(self):
         return self.stop(signal.SIGKILL)

@@ -540,16 +540,19 @@ class Admin(ConsentBase):
         self.assertEqual((r["status"], r["error"]["code"]), ("rejected", "unsupported"), r)
         self.assertEqual(self.rows("SELECT count(*) FROM patients WHERE patient_id = 'PX'"),
                          [(0,)])
-        # ehrctl publish --sign reaches the admin API too
-        body = self.admin.body({"op": "register_hospital", "hospital_id": "H7"})
+        # ehrctl publish --sign reaches the admin API too; --stamp sets a
+        # fresh nonce (ms since the epoch, above the test's small ones) and issued
         path = os.path.join(self.env.dir, "req.json")
-        with open(path, "wb") as f:
-            f.write(body)
+        with open(path, "w") as f:
+            f.write('{"op":"register_hospital","hospital_id":"H7"}')
         p = subprocess.run([EHRCTL, "publish", "--broker", self.env.broker.url, "--sign",
-                            self.admin.key, "--topic", "ehr/admin/request", "--reply", path],
-                           capture_output=True, timeout=30)
+                            self.admin.key, "--stamp", "--topic", "ehr/admin/request", "--reply",
+                            path], capture_output=True, timeout=30)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(json.loads(p.stdout)["status"], "ok", p.stdout)
+        # the stamped nonce is now the admin key's counter: small ones are replays
+        r = self.admin_req({"op": "register_hospital", "hospital_id": "H8"})
+        self.assertEqual((r["status"], r["error"]["code"]), ("rejected", "replay"), r)
 
 
 if __name__ == "__main__":

@@ -69,6 +69,10 @@ static const struct opt opts[] = {
      EG_CFG_GATEWAY,
      "receipts sent in one message are split below this size (a device's MQTT Maximum "
      "Packet Size)"},
+    {"reply_max_bytes", OPT_INT, O(reply_max_bytes), "1048576", 65536, 268435456, NULL,
+     EG_CFG_GATEWAY,
+     "records and since replies stop adding entries above this size and say \"more\" (at "
+     "least one entry is always sent)"},
     {"quarantine_quota", OPT_INT, O(quarantine_quota), "10000", 1, 100000000, NULL, EG_CFG_BOTH,
      "rejected payloads kept per source; the oldest go first"},
     {"quarantine_retention_days", OPT_INT, O(quarantine_retention_days), "30", 1, 36500, NULL,

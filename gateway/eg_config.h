@@ -49,6 +49,7 @@ struct eg_config {
     int64_t batch_max;
     int64_t outbox_inflight;
     int64_t receipt_max_bytes;
+    int64_t reply_max_bytes;
     /* quarantine */
     int64_t quarantine_quota;
     int64_t quarantine_retention_days;

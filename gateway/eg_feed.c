@@ -103,7 +103,7 @@ eg_err eg_feed_decide(struct eg_ingest *ig, uint64_t seq, const struct eg_entry_
             return EG_E_INTERNAL;
         snprintf(props, sizeof props, "{\"user\":[[\"feed_seq\",\"%llu\"]]}",
                  (unsigned long long)fs);
-        if ((rc = eg_outbox_put(ig->st, topic, bytes, len, 1, 0, props)) != EG_OK)
+        if ((rc = eg_outbox_put_for(ig->st, in->patient, topic, bytes, len, 1, 0, props)) != EG_OK)
             return rc;
         if ((rc = remember(ig, in->patient, g, seq)) != EG_OK)
             return rc;
@@ -149,7 +149,7 @@ static cJSON *ident_ref(const char *system, const char *value, const char *displ
  * gateway (requestor: it pushes) and the grantee (v3-ParticipationType
  * IRCP, identifier urn:ehrgate:grantee), source.observer the gateway,
  * entities: the patient (audit-entity-type 1, object-role 1) and each
- * forwarded entry (audit-entity-type 2, identifier urn:ehrgate:entry with
+ * forwarded entry of f[0..n) (all of patient and grantee g) (audit-entity-type 2, identifier urn:ehrgate:entry with
  * the entry_id).
  */
 static cJSON *audit_event(struct eg_ingest *ig, const char *patient, int g, const struct fwd *f,
@@ -228,8 +228,6 @@ static cJSON *audit_event(struct eg_ingest *ig, const char *patient, int g, cons
             goto oom;
     }
     for (size_t i = 0; i < n; i++) {
-        if (f[i].grantee != g || strcmp(f[i].patient, patient) != 0)
-            continue;
         snprintf(eid, sizeof eid, "%s-%llu", name, (unsigned long long)f[i].seq);
         if (!(en = cJSON_CreateObject()))
             goto oom;
@@ -246,22 +244,33 @@ oom:
     return NULL;
 }
 
+static int fwd_cmp(const void *a, const void *b)
+{
+    const struct fwd *x = a, *y = b;
+    int c;
+    if (x->grantee != y->grantee)
+        return x->grantee < y->grantee ? -1 : 1;
+    if ((c = strcmp(x->patient, y->patient)) != 0)
+        return c;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
 eg_err eg_feed_access_entries(struct eg_ingest *ig)
 {
     int64_t now = eg_now_ms();
-    size_t n = ig->nfwd;
+    size_t n = ig->nfwd, i = 0;
     eg_err rc = EG_OK;
 
-    /* one access entry per (patient, grantee), in order of first forward */
-    for (size_t i = 0; i < n && rc == EG_OK; i++) {
-        int first = 1;
-        for (size_t j = 0; j < i && first; j++)
-            if (ig->fwds[j].grantee == ig->fwds[i].grantee &&
-                strcmp(ig->fwds[j].patient, ig->fwds[i].patient) == 0)
-                first = 0;
-        if (!first)
-            continue;
-        cJSON *res = audit_event(ig, ig->fwds[i].patient, ig->fwds[i].grantee, ig->fwds, n, now);
+    /* one access entry per (patient, grantee): sorted once, so the cost is
+     * n log n however many patients a batch touches */
+    qsort(ig->fwds, n, sizeof *ig->fwds, fwd_cmp);
+    while (i < n && rc == EG_OK) {
+        size_t j = i + 1;
+        while (j < n && ig->fwds[j].grantee == ig->fwds[i].grantee &&
+               strcmp(ig->fwds[j].patient, ig->fwds[i].patient) == 0)
+            j++;
+        cJSON *res = audit_event(ig, ig->fwds[i].patient, ig->fwds[i].grantee, ig->fwds + i,
+                                 j - i, now);
         struct eg_entry_in in = {
             .kind = "access",
             .patient = ig->fwds[i].patient,
@@ -281,6 +290,7 @@ eg_err eg_feed_access_entries(struct eg_ingest *ig)
         cJSON_Delete(res);
         if (rc == EG_OK)
             ig->stats.access_entries++;
+        i = j;
     }
     if (rc == EG_OK)
         ig->nfwd = 0;
@@ -290,6 +300,14 @@ eg_err eg_feed_access_entries(struct eg_ingest *ig)
 }
 
 /* ---- "since" ------------------------------------------------------------ */
+
+size_t ig_json_cost(const char *bytes, size_t len)
+{
+    size_t n = len + 48; /* quotes, the member name, feed_seq/block */
+    for (size_t i = 0; i < len; i++)
+        n += bytes[i] == '"' || bytes[i] == '\\' || (unsigned char)bytes[i] < 0x20 ? 5 : 0;
+    return n;
+}
 
 static int grantee_index(const struct eg_ingest *ig, const char *name)
 {
@@ -306,6 +324,9 @@ eg_err eg_feed_request(struct eg_ingest *ig, const struct eg_msg *m, const char 
     const cJSON *it;
     struct eg_error err = {0};
     uint64_t from = 0, limit = SINCE_DEFAULT;
+    size_t total = 0;
+    int more = 0;
+    eg_err bad = EG_OK;
     const char *op = "since";
     sqlite3_stmt *s;
     int g, src;
@@ -315,8 +336,15 @@ eg_err eg_feed_request(struct eg_ingest *ig, const struct eg_msg *m, const char 
         return EG_OK;
     ig->stats.requests++;
     if ((g = grantee_index(ig, grantee)) < 0) {
-        snprintf(detail, sizeof detail, "grantee: %s is not a configured grantee", grantee);
-        return eg_api_reply(ig->st, m, replies, op, eg_api_rejected(op, EG_E_NOT_FOUND, detail));
+        /* SPEC §3/§13: naming something that does not exist is a status */
+        cJSON *nf = cJSON_CreateObject();
+        if (!nf || !cJSON_AddStringToObject(nf, "op", op) ||
+            !cJSON_AddStringToObject(nf, "status", "not_found") ||
+            !cJSON_AddStringToObject(nf, "grantee", grantee)) {
+            cJSON_Delete(nf);
+            return EG_E_NOMEM;
+        }
+        return eg_api_reply(ig->st, m, replies, op, nf);
     }
     if ((size_t)m->len > (size_t)ig->cfg->max_payload_bytes)
         return eg_api_reply(ig->st, m, replies, op,
@@ -388,8 +416,16 @@ eg_err eg_feed_request(struct eg_ingest *ig, const struct eg_msg *m, const char 
         for (size_t i = 0; i < nr && rc == EG_OK; i++) {
             char *bytes = NULL;
             size_t len;
-            cJSON *o = cJSON_CreateObject();
-            eg_err erc = eg_entry_read(ig->st, ig->v, rows[i][1], &bytes, &len);
+            cJSON *o;
+            eg_err erc;
+            if (total && total >= (size_t)ig->cfg->reply_max_bytes) {
+                more = 1;
+                break;
+            }
+            o = cJSON_CreateObject();
+            erc = eg_entry_read(ig->st, ig->v, rows[i][1], &bytes, &len);
+            if (erc == EG_OK)
+                total += ig_json_cost(bytes, len);
             if (!o || egjson_add_taken(o, "feed_seq", egjson_create_u64(rows[i][0])) != 0) {
                 cJSON_Delete(o);
                 o = NULL;
@@ -400,8 +436,10 @@ eg_err eg_feed_request(struct eg_ingest *ig, const struct eg_msg *m, const char 
             } else if (erc == EG_E_NOT_FOUND) {
                 if (!cJSON_AddNullToObject(o, "entry")) /* erased */
                     rc = EG_E_NOMEM;
+            } else if (ig_is_storage_error(erc)) {
+                rc = erc;
             } else {
-                rc = ig_is_storage_error(erc) ? erc : EG_E_DB;
+                bad = erc; /* a damaged entry: this request fails, not the batch */
             }
             if (bytes) {
                 eg_wipe(bytes, len);
@@ -410,14 +448,24 @@ eg_err eg_feed_request(struct eg_ingest *ig, const struct eg_msg *m, const char 
             if (o)
                 cJSON_AddItemToArray(items, o);
         }
+        if (!more && nr && nr == limit && rows[nr - 1][0] + 1 < ig->feed_next[g])
+            more = 1;
         free(rows);
     }
-    if (rc == EG_OK &&
-        egjson_add_taken(reply, "next_feed_seq", egjson_create_u64(ig->feed_next[g])) != 0)
+    if (rc == EG_OK && (egjson_add_taken(reply, "next_feed_seq",
+                                         egjson_create_u64(ig->feed_next[g])) != 0 ||
+                        !cJSON_AddBoolToObject(reply, "more", more)))
         rc = EG_E_NOMEM;
     if (rc != EG_OK) {
         cJSON_Delete(reply);
         return rc;
+    }
+    if (bad != EG_OK) {
+        cJSON_Delete(reply);
+        snprintf(detail, sizeof detail, "internal: a stored entry could not be read (%s)",
+                 eg_strerror(bad));
+        return eg_api_reply(ig->st, m, replies, op,
+                            eg_api_rejected(op, EG_E_INTERNAL, detail));
     }
     log_msg(EG_LOG_INFO, "feed %s: since %llu answered", grantee, (unsigned long long)from);
     return eg_api_reply(ig->st, m, replies, op, reply);

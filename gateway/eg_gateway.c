@@ -176,9 +176,11 @@ static void reject_poison(struct gw *g, struct eg_msg *m)
     if (eg_store_begin(g->st) == EG_OK && eg_ingest_reject_internal(g->ig, m) == EG_OK &&
         eg_ingest_flush(g->ig) == EG_OK && eg_store_commit(g->st) == EG_OK) {
         eg_ingest_committed(g->ig);
-        log_msg(EG_LOG_ERROR, "a message on a %s topic failed repeatedly; rejected as internal "
+        log_msg(EG_LOG_ERROR, "a message on a %s topic failed repeatedly; answered internal "
                               "and quarantined",
-                strstr(m->topic, "/hospital/") ? "hospital" : "device");
+                strstr(m->topic, "/hospital/") ? "hospital"
+                : strstr(m->topic, "/device/") ? "device"
+                                               : "request");
         return;
     }
     eg_store_rollback(g->st);

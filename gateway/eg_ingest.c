@@ -251,6 +251,7 @@ int ig_is_storage_error(eg_err rc)
 
 void ig_mark(const struct eg_ingest *ig, struct ig_mark *mk)
 {
+    mk->stats = ig->stats;
     mk->next_seq = ig->next_seq;
     mk->nfwd = ig->nfwd;
     memcpy(mk->feed_next, ig->feed_next, sizeof mk->feed_next);
@@ -258,6 +259,7 @@ void ig_mark(const struct eg_ingest *ig, struct ig_mark *mk)
 
 eg_err ig_undo(struct eg_ingest *ig, const struct ig_mark *mk)
 {
+    ig->stats = mk->stats;
     ig->next_seq = mk->next_seq;
     ig->nfwd = mk->nfwd;
     memcpy(ig->feed_next, mk->feed_next, sizeof ig->feed_next);
@@ -277,6 +279,7 @@ eg_err ig_append(struct eg_ingest *ig, const struct eg_entry_in *in, uint64_t *s
         return rc;
     if (ig->chain && (rc = eg_chain_add(ig->chain, ig->next_seq, leaf)) != EG_OK) {
         if (bytes) {
+            eg_wipe(*bytes, *len);
             free(*bytes);
             *bytes = NULL;
         }
@@ -452,7 +455,6 @@ static eg_err commit_accepted(struct eg_ingest *ig, struct msgctx *c, const stru
 fail:
     cJSON_Delete(r);
     (void)first;
-    ig->stats.entries -= ig->next_seq - mk.next_seq;
     if (is_storage_error(rc)) {
         ig->next_seq = mk.next_seq;
         return rc;
@@ -479,9 +481,21 @@ static eg_err accept_or_answer(struct eg_ingest *ig, struct msgctx *c, const str
         if (erased < 0)
             return EG_E_DB;
         if (erased) {
+            /* kept without its payload: the patient's data must not be
+             * stored again, not even in the quarantine */
+            struct eg_msg stub = *c->m;
+            const struct eg_msg *orig = c->m;
+            stub.payload = (uint8_t *)"";
+            stub.len = 0;
+            stub.next = NULL;
             eg_fail(&err, EG_E_UNKNOWN_PATIENT,
-                    "patient: %s was erased; no new records are accepted for it", o[i].patient);
-            return reject(ig, c, &err);
+                    "patient: %s was erased; no new records are accepted for it (the payload "
+                    "is not kept)",
+                    o[i].patient);
+            c->m = &stub;
+            rc = reject(ig, c, &err);
+            c->m = orig;
+            return rc;
         }
     }
     rc = commit_accepted(ig, c, o, n);
@@ -921,8 +935,12 @@ eg_err eg_ingest_reject_internal(struct eg_ingest *ig, const struct eg_msg *m)
         eg_topic_hospital_receipts(c.receipts_topic, sizeof c.receipts_topic,
                                    ig->cfg->topic_prefix, id);
         break;
+    case EG_T_PATIENT_CONSENT:
+    case EG_T_PATIENT_REQUEST:
+    case EG_T_ADMIN_REQUEST:
+        return eg_req_reject_internal(ig, m, id); /* answered and kept */
     default:
-        return EG_OK; /* requests are not receipted */
+        return EG_OK; /* read-only requests (anchor, feed) keep nothing */
     }
     c.src_id = id;
     c.hl7 = strcmp(c.src_type, "hospital") == 0 && m->len >= 3 && memcmp(m->payload, "MSH", 3) == 0;
@@ -1005,6 +1023,9 @@ void eg_ingest_committed(struct eg_ingest *ig)
     memcpy(ig->feed_committed, ig->feed_next, sizeof ig->feed_committed);
     ig->nfwd = 0;
     groups_clear(ig);
+    if (ig->erased_in_tx)
+        ig->want_checkpoint = 1;
+    ig->erased_in_tx = 0;
     if (ig->want_checkpoint) {
         /* SPEC §9: after an erasure the wrapped key must not linger in the
          * WAL. secure_delete is on for the connection; TRUNCATE copies the
@@ -1030,6 +1051,7 @@ void eg_ingest_abort(struct eg_ingest *ig)
     ig->stats = ig->committed_stats;
     memcpy(ig->feed_next, ig->feed_committed, sizeof ig->feed_next);
     ig->nfwd = 0;
+    ig->erased_in_tx = 0; /* an erasure rolled back needs no checkpoint */
     groups_clear(ig);
     eg_vault_cache_clear(ig->v);
 }

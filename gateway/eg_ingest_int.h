@@ -52,11 +52,13 @@ struct eg_ingest {
     struct fwd *fwds;
     size_t nfwd, capfwd;
     struct eg_admin_keys *admin;
-    int want_checkpoint; /* an erasure committed: checkpoint the WAL */
+    int erased_in_tx;    /* an erasure in the open transaction */
+    int want_checkpoint; /* an erasure committed: checkpoint the WAL (retried while busy) */
 };
 
 /* The state a SAVEPOINT rolls back, so memory follows the database. */
 struct ig_mark {
+    struct eg_ingest_stats stats;
     uint64_t next_seq;
     size_t nfwd;
     uint64_t feed_next[EG_GRANTEES_MAX];
@@ -73,6 +75,8 @@ eg_err ig_append(struct eg_ingest *ig, const struct eg_entry_in *in, uint64_t *s
 int ig_is_storage_error(eg_err rc);
 
 /* eg_feed.c */
+/* About how many bytes entry bytes take as a JSON string in a reply. */
+size_t ig_json_cost(const char *bytes, size_t len);
 /* Decides, for each configured grantee, whether observation entry seq may
  * go to it (SPEC §8, inside the transaction) and queues the feed message
  * with the next feed_seq. */
@@ -92,5 +96,8 @@ int eg_patient_erased(struct eg_store *st, const char *patient);
 eg_err eg_req_consent(struct eg_ingest *ig, const struct eg_msg *m, const char *patient);
 eg_err eg_req_patient(struct eg_ingest *ig, const struct eg_msg *m, const char *patient);
 eg_err eg_req_admin(struct eg_ingest *ig, const struct eg_msg *m);
+/* Answers a signed request that fails every time `internal` and keeps it
+ * in the quarantine (patient is "" for admin requests). */
+eg_err eg_req_reject_internal(struct eg_ingest *ig, const struct eg_msg *m, const char *patient);
 
 #endif

@@ -26,8 +26,15 @@ static void outbox_aad(const char *topic, char **aad, size_t *len)
 eg_err eg_outbox_put(struct eg_store *st, const char *topic, const void *payload, size_t len,
                      int qos, int retain, const char *props)
 {
+    return eg_outbox_put_for(st, NULL, topic, payload, len, qos, retain, props);
+}
+
+eg_err eg_outbox_put_for(struct eg_store *st, const char *patient, const char *topic,
+                         const void *payload, size_t len, int qos, int retain, const char *props)
+{
     sqlite3_stmt *s = eg_store_stmt(st, "INSERT INTO outbox(topic, payload, qos, retain, props,"
-                                        " created_at, sealed) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+                                        " created_at, sealed, patient)"
+                                        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
     struct eg_rng *rng = NULL;
     const uint8_t *key = eg_store_outbox_key(st, &rng);
     uint8_t *ct = NULL;
@@ -63,6 +70,8 @@ eg_err eg_outbox_put(struct eg_store *st, const char *topic, const void *payload
         sqlite3_bind_text(s, 5, props, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 6, eg_now_ms());
     sqlite3_bind_int(s, 7, ct != NULL);
+    if (patient)
+        sqlite3_bind_text(s, 8, patient, -1, SQLITE_STATIC);
     rc = sqlite3_step(s);
     sqlite3_reset(s);
     free(ct);
@@ -151,6 +160,26 @@ void eg_outbox_row_clear(struct eg_outbox_row *row)
     free(row->payload);
     free(row->props);
     memset(row, 0, sizeof *row);
+}
+
+eg_err eg_outbox_purge_patient(struct eg_store *st, const char *patient, const char *replies,
+                               int *purged)
+{
+    sqlite3_stmt *s = eg_store_stmt(st, "DELETE FROM outbox WHERE patient = ?1"
+                                        " OR topic = ?2 OR substr(topic, 1, ?3) = ?2 || '/'");
+    int rc;
+    *purged = 0;
+    if (!s)
+        return EG_E_DB;
+    sqlite3_bind_text(s, 1, patient, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, replies, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 3, (int)strlen(replies) + 1);
+    rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return eg_store_err(rc);
+    *purged = sqlite3_changes(eg_store_db(st));
+    return EG_OK;
 }
 
 eg_err eg_outbox_delete(struct eg_store *st, const int64_t *ids, size_t n)

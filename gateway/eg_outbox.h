@@ -30,6 +30,18 @@ struct eg_outbox_row {
 eg_err eg_outbox_put(struct eg_store *st, const char *topic, const void *payload, size_t len,
                      int qos, int retain, const char *props);
 
+/* The same, tagged with the patient whose data the payload carries (feed
+ * messages), so an erasure can withdraw it before it is published. */
+eg_err eg_outbox_put_for(struct eg_store *st, const char *patient, const char *topic,
+                         const void *payload, size_t len, int qos, int retain, const char *props);
+
+/* Withdraws what is still queued for patient (inside the caller's
+ * transaction): rows tagged with it and rows on its replies topic (equal or
+ * below). *purged counts them. Rows the publisher already handed to the
+ * broker cannot be recalled. */
+eg_err eg_outbox_purge_patient(struct eg_store *st, const char *patient, const char *replies,
+                               int *purged);
+
 /* Reads up to max rows with id > after_id, oldest first, into rows (owned by
  * the caller: eg_outbox_row_clear each). Returns the count or -1 on error. */
 int eg_outbox_fetch(struct eg_store *st, int64_t after_id, int max, struct eg_outbox_row *rows);

@@ -23,6 +23,7 @@
 #include "eg_ingest_int.h"
 #include "eg_json.h"
 #include "eg_log.h"
+#include "eg_outbox.h"
 #include "eg_quarantine.h"
 #include "eg_signed.h"
 #include "eg_time.h"
@@ -66,12 +67,16 @@ static const char *peek_op(const struct eg_msg *m, const char *const *known, con
 /* A rejected request: kept in quarantine under source, answered on the
  * family's replies topic. */
 static eg_err req_reject(struct eg_ingest *ig, const struct eg_msg *m, const char *replies,
-                         const char *op, const char *source, const struct eg_error *err)
+                         const char *op, const char *source, int verified,
+                         const struct eg_error *err)
 {
     char src[160];
     int evicted = 0;
     eg_err rc;
-    snprintf(src, sizeof src, "%s%s", source, err->code == EG_E_SIGNATURE ? ":unverified" : "");
+    /* rejections before the signature verified go to their own bucket, so
+     * unsigned junk cannot push a signer's genuine rejections out of its
+     * quota */
+    snprintf(src, sizeof src, "%s%s", source, verified ? "" : ":unverified");
     rc = eg_quarantine_put(ig->st, ig->v, m, src, eg_wire_code(err->code), err->detail, ig->cfg,
                            &evicted);
     if (rc != EG_OK)
@@ -121,7 +126,6 @@ static eg_err release(struct eg_ingest *ig)
 static eg_err undo(struct eg_ingest *ig, const struct ig_mark *mk, eg_err rc)
 {
     struct eg_error e;
-    ig->stats.entries -= ig->next_seq - mk->next_seq;
     if (ig_is_storage_error(rc)) {
         ig->next_seq = mk->next_seq;
         return rc;
@@ -138,7 +142,7 @@ static eg_err internal(struct eg_ingest *ig, const struct eg_msg *m, const char 
     struct eg_error err;
     eg_fail(&err, EG_E_INTERNAL, "internal: the request could not be carried out (%s)",
             eg_strerror(why));
-    return req_reject(ig, m, replies, op, source, &err);
+    return req_reject(ig, m, replies, op, source, 1, &err);
 }
 
 /* The end of an accepted request: marks a replayed quarantine row done,
@@ -191,7 +195,8 @@ static eg_err exec_patient(struct eg_ingest *ig, const char *sql, const char *pa
     if (!s)
         return EG_E_DB;
     sqlite3_bind_text(s, 1, patient, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, at);
+    if (sqlite3_bind_parameter_count(s) >= 2)
+        sqlite3_bind_int64(s, 2, at);
     rc = sqlite3_step(s);
     sqlite3_reset(s);
     return rc == SQLITE_DONE ? EG_OK : eg_store_err(rc);
@@ -241,8 +246,34 @@ static eg_err erase_patient(struct eg_ingest *ig, const char *patient, int64_t n
     if ((erc = exec_patient(ig, "UPDATE consents SET active = 0, updated_at = ?2"
                                 " WHERE patient_id = ?1 AND active = 1",
                             patient, now)) != EG_OK ||
-        (erc = exec_patient(ig, "DELETE FROM erase_requests WHERE patient_id = ?1 AND ?2 = ?2",
-                            patient, now)) != EG_OK)
+        (erc = exec_patient(ig, "DELETE FROM erase_requests WHERE patient_id = ?1", patient,
+                            now)) != EG_OK)
+        return erc;
+    /* what still waits to be published or replayed would carry the data
+     * out after the erasure: feed messages and replies not yet handed to
+     * the broker, and the rejected payloads of the patient's own requests
+     * and of devices only ever bound to the patient */
+    {
+        char replies[256];
+        int purged = 0;
+        if (eg_topic_patient(replies, sizeof replies, ig->cfg->topic_prefix, patient,
+                             "replies") != 0)
+            return EG_E_INTERNAL;
+        if ((erc = eg_outbox_purge_patient(ig->st, patient, replies, &purged)) != EG_OK)
+            return erc;
+        if (purged)
+            log_msg(EG_LOG_INFO, "patient %s erased: %d queued message(s) withdrawn", patient,
+                    purged);
+    }
+    if ((erc = exec_patient(
+             ig,
+             "DELETE FROM quarantine WHERE source IN ('patient:' || ?1,"
+             " 'patient:' || ?1 || ':unverified') OR source IN (SELECT 'device:' || device_id"
+             " FROM bindings GROUP BY device_id HAVING min(patient_id) = ?1 AND"
+             " max(patient_id) = ?1) OR source IN (SELECT 'device:' || device_id ||"
+             " ':unverified' FROM bindings GROUP BY device_id HAVING min(patient_id) = ?1 AND"
+             " max(patient_id) = ?1)",
+             patient, now)) != EG_OK)
         return erc;
     if (!(extra = cJSON_CreateObject()) ||
         egjson_add_taken(extra, "erased", egjson_create_u64((uint64_t)*erased)) != 0) {
@@ -268,10 +299,30 @@ static eg_err erase_patient(struct eg_ingest *ig, const char *patient, int64_t n
     if (erc != EG_OK)
         return erc;
     *seq_out = seq;
-    ig->want_checkpoint = 1;
+    ig->erased_in_tx = 1;
     log_msg(EG_LOG_INFO, "patient %s erased: %lld entries made unreadable", patient,
             (long long)*erased);
     return EG_OK;
+}
+
+/* SPEC §2: a payload above max_payload_bytes is not parsed. */
+static int too_large(const struct eg_ingest *ig, const struct eg_msg *m, struct eg_error *err)
+{
+    if ((int64_t)m->len <= ig->cfg->max_payload_bytes)
+        return 0;
+    eg_fail(err, EG_E_TOO_LARGE, "payload: %zu bytes, more than max_payload_bytes %lld", m->len,
+            (long long)ig->cfg->max_payload_bytes);
+    return 1;
+}
+
+/* After eg_signed_check failed with err: 1 if the signature itself had
+ * verified (a signer's own malformed or stale request), 0 for a bad
+ * signature or a replay (which anyone can send again). */
+static int signature_ok(const struct eg_error *err)
+{
+    return err->code != EG_E_SIGNATURE && err->code != EG_E_REPLAY &&
+           err->code != EG_E_UNKNOWN_PATIENT && err->code != EG_E_FORBIDDEN &&
+           err->code != EG_E_TOO_LARGE;
 }
 
 /* The common part of the patient families: Response Topic, registered
@@ -290,6 +341,8 @@ static eg_err patient_verify(struct eg_ingest *ig, const struct eg_msg *m, const
     if (eg_api_route(m, replies, route, sizeof route, &props)) {
         free(props);
         eg_fail(&err, EG_E_FORBIDDEN, "response topic: must be %s or below it", replies);
+    } else if (too_large(ig, m, &err)) {
+        free(props);
     } else {
         free(props);
         rc = eg_registry_patient_key(ig->st, patient, pem);
@@ -302,7 +355,7 @@ static eg_err patient_verify(struct eg_ingest *ig, const struct eg_msg *m, const
         else if (ig_is_storage_error(rc))
             return rc;
     }
-    rc = req_reject(ig, m, replies, op, source, &err);
+    rc = req_reject(ig, m, replies, op, source, signature_ok(&err), &err);
     return rc == EG_OK ? EG_E_INTERNAL : rc;
 }
 
@@ -351,29 +404,23 @@ eg_err eg_req_consent(struct eg_ingest *ig, const struct eg_msg *m, const char *
     snprintf(signer, sizeof signer, "patient:%s", patient);
     if ((rc = patient_verify(ig, m, patient, op, replies, now, &sg)) != EG_OK)
         return rc == EG_E_INTERNAL ? EG_OK : rc;
-    /* verified: from here on the nonce is used up, whatever the answer
-     * (docs/admin-api.md §3), so a refused directive cannot be replayed
-     * later when it would succeed */
+    /* a refused directive is not accepted: the nonce counter stays (SPEC §3
+     * "advanced by every accepted signed message") */
     if ((rc = eg_directive_parse(sg.root, ig->grantees, ig->ngrantees, &d, &err)) != EG_OK) {
-        rc = eg_signed_accept(ig->st, signer, sg.nonce);
         eg_signed_clear(&sg);
-        return rc != EG_OK ? rc : req_reject(ig, m, replies, op, source, &err);
+        return req_reject(ig, m, replies, op, source, 1, &err);
     }
     if ((erased = eg_patient_erased(ig->st, patient)) != 0) {
-        rc = erased < 0 ? EG_E_DB : eg_signed_accept(ig->st, signer, sg.nonce);
         eg_signed_clear(&sg);
-        if (rc != EG_OK)
-            return rc;
+        if (erased < 0)
+            return EG_E_DB;
         eg_fail(&err, EG_E_UNKNOWN_PATIENT, "patient: %s was erased", patient);
-        return req_reject(ig, m, replies, op, source, &err);
+        return req_reject(ig, m, replies, op, source, 1, &err);
     }
     if (!d.grant) {
         rc = eg_consent_lookup(ig->st, patient, d.consent_id, &prev);
         if (rc == EG_E_NOT_FOUND) {
-            rc = eg_signed_accept(ig->st, signer, sg.nonce);
             eg_signed_clear(&sg);
-            if (rc != EG_OK)
-                return rc;
             if (!(reply = reply_new(op, "not_found")) ||
                 !cJSON_AddStringToObject(reply, "consent_id", d.consent_id)) {
                 cJSON_Delete(reply);
@@ -489,12 +536,14 @@ static eg_err access_events(struct eg_ingest *ig, uint64_t seq, int64_t at, cJSO
     const cJSON *res, *it;
     struct eg_error e;
     eg_err rc = eg_entry_read(ig->st, ig->v, seq, &bytes, &len);
+    /* a damaged access entry fails this request (answered `internal`), not
+     * the batch */
     if (rc != EG_OK)
-        return rc == EG_E_NOT_FOUND || rc == EG_E_CRYPTO ? EG_E_DB : rc;
+        return ig_is_storage_error(rc) ? rc : EG_E_INTERNAL;
     rc = egjson_parse((const uint8_t *)bytes, len, &root, &e);
     free(bytes);
     if (rc != EG_OK)
-        return EG_E_DB;
+        return EG_E_INTERNAL;
     res = cJSON_GetObjectItemCaseSensitive(root, "resource");
     cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(res, "agent"))
     {
@@ -586,6 +635,7 @@ static eg_err op_records(struct eg_ingest *ig, const char *patient, int64_t sinc
         return EG_E_DB;
     sqlite3_bind_text(s, 1, patient, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 2, since);
+    size_t total = 0;
     while (!erased && rc == EG_OK && (src = sqlite3_step(s)) == SQLITE_ROW) {
         uint64_t seq = (uint64_t)sqlite3_column_int64(s, 0);
         int has_block = sqlite3_column_type(s, 1) != SQLITE_NULL;
@@ -594,7 +644,8 @@ static eg_err op_records(struct eg_ingest *ig, const char *patient, int64_t sinc
         size_t len;
         eg_err erc;
         cJSON *o;
-        if ((uint64_t)cJSON_GetArraySize(records) >= limit) {
+        if ((uint64_t)cJSON_GetArraySize(records) >= limit ||
+            (total && total >= (size_t)ig->cfg->reply_max_bytes)) {
             more = 1;
             break;
         }
@@ -602,9 +653,10 @@ static eg_err op_records(struct eg_ingest *ig, const char *patient, int64_t sinc
         if (erc == EG_E_NOT_FOUND)
             continue;
         if (erc != EG_OK) {
-            rc = ig_is_storage_error(erc) ? erc : EG_E_DB;
+            rc = ig_is_storage_error(erc) ? erc : EG_E_INTERNAL;
             break;
         }
+        total += ig_json_cost(bytes, len);
         o = cJSON_CreateObject();
         if (!o || !cJSON_AddStringToObject(o, "entry", bytes) ||
             !(has_block ? cJSON_AddNumberToObject(o, "block", (double)block)
@@ -645,21 +697,26 @@ eg_err eg_req_patient(struct eg_ingest *ig, const struct eg_msg *m, const char *
     snprintf(signer, sizeof signer, "patient:%s", patient);
     if ((rc = patient_verify(ig, m, patient, op, replies, now, &sg)) != EG_OK)
         return rc == EG_E_INTERNAL ? EG_OK : rc;
+    /* the operation is the verified request's, never the echo's guess */
     o = egjson_str(sg.root, "op");
+    op = "request";
+    for (int i = 0; o && known[i]; i++)
+        if (strcmp(o, known[i]) == 0)
+            op = known[i];
     if (!o) {
         eg_fail(&err, EG_E_SCHEMA, "op: required, a string");
-    } else if (strcmp(o, "audit") == 0 || strcmp(o, "records") == 0) {
+    } else if (strcmp(op, "audit") == 0 || strcmp(op, "records") == 0) {
         if (check_members(sg.root, list_members, &err) == 0)
             parse_list_args(sg.root, &since, &limit, &err);
-    } else if (strcmp(o, "consents") == 0 || strcmp(o, "erase") == 0) {
+    } else if (strcmp(op, "consents") == 0 || strcmp(op, "erase") == 0) {
         check_members(sg.root, plain_members, &err);
     } else {
         eg_fail(&err, EG_E_UNSUPPORTED, "op: \"%.40s\" is not a patient request", o);
     }
     if (err.code != EG_OK) {
-        rc = eg_signed_accept(ig->st, signer, sg.nonce); /* verified: nonce used up */
+        /* refused: not accepted, so the nonce counter stays (SPEC §3) */
         eg_signed_clear(&sg);
-        return rc != EG_OK ? rc : req_reject(ig, m, replies, op, source, &err);
+        return req_reject(ig, m, replies, op, source, 1, &err);
     }
     if ((rc = savepoint(ig, &mk)) != EG_OK) {
         eg_signed_clear(&sg);
@@ -741,14 +798,16 @@ eg_err eg_req_admin(struct eg_ingest *ig, const struct eg_msg *m)
     if (eg_api_route(m, replies, route, sizeof route, &props)) {
         free(props);
         eg_fail(&err, EG_E_FORBIDDEN, "response topic: must be %s or below it", replies);
-        return req_reject(ig, m, replies, op, "admin", &err);
+        return req_reject(ig, m, replies, op, "admin", 0, &err);
     }
     free(props);
-    if (eg_admin_keys_match(ig->admin, m, signer, &pem, &err) != EG_OK)
-        return req_reject(ig, m, replies, op, "admin", &err);
+    if (too_large(ig, m, &err) || eg_admin_keys_match(ig->admin, m, signer, &pem, &err) != EG_OK)
+        return req_reject(ig, m, replies, op, "admin", 0, &err);
     snprintf(source, sizeof source, "%s", signer);
     if ((rc = eg_signed_check(ig->st, m, signer, pem, now, &sg, &err)) != EG_OK)
-        return ig_is_storage_error(rc) ? rc : req_reject(ig, m, replies, op, source, &err);
+        return ig_is_storage_error(rc)
+                   ? rc
+                   : req_reject(ig, m, replies, op, source, signature_ok(&err), &err);
     if ((rc = savepoint(ig, &mk)) != EG_OK) {
         eg_signed_clear(&sg);
         return rc;
@@ -756,16 +815,14 @@ eg_err eg_req_admin(struct eg_ingest *ig, const struct eg_msg *m)
     rc = eg_admin_execute(ig->st, sg.root, now, &reply, approve);
     status = rc == EG_OK ? egjson_str(reply, "status") : NULL;
     if (rc == EG_OK && status && strcmp(status, "rejected") == 0) {
-        /* refused: the operation changed nothing, but the verified nonce is
-         * used up (docs/admin-api.md §3); quarantined like any rejected
+        /* refused: nothing changes, not even the nonce counter (SPEC §3:
+         * only accepted messages advance it); quarantined like any rejected
          * request */
         const cJSON *eo = cJSON_GetObjectItemCaseSensitive(reply, "error");
         const char *code = egjson_str(eo, "code"), *detail = egjson_str(eo, "detail");
         int evicted = 0;
-        uint64_t nonce = sg.nonce;
         eg_signed_clear(&sg);
         if ((rc = undo(ig, &mk, EG_E_INTERNAL)) != EG_OK ||
-            (rc = eg_signed_accept(ig->st, signer, nonce)) != EG_OK ||
             (rc = eg_quarantine_put(ig->st, ig->v, m, source, code ? code : "schema",
                                     detail ? detail : "", ig->cfg, &evicted)) != EG_OK) {
             cJSON_Delete(reply);
@@ -775,8 +832,8 @@ eg_err eg_req_admin(struct eg_ingest *ig, const struct eg_msg *m)
         log_msg(EG_LOG_INFO, "rejected %s %s: %s", source, op, code ? code : "?");
         return eg_api_reply(ig->st, m, replies, op, reply);
     }
-    if (rc == EG_OK)
-        rc = eg_signed_accept(ig->st, signer, sg.nonce); /* ok or not_found */
+    if (rc == EG_OK && status && strcmp(status, "ok") == 0)
+        rc = eg_signed_accept(ig->st, signer, sg.nonce); /* not_found changes nothing */
     if (rc == EG_OK && approve[0]) {
         int64_t n = 0;
         uint64_t seq = 0;
@@ -787,4 +844,21 @@ eg_err eg_req_admin(struct eg_ingest *ig, const struct eg_msg *m)
     }
     eg_signed_clear(&sg);
     return finish(ig, m, &mk, rc, replies, op, source, reply);
+}
+
+eg_err eg_req_reject_internal(struct eg_ingest *ig, const struct eg_msg *m, const char *patient)
+{
+    char replies[256], source[96];
+    struct eg_error err;
+    int rc = patient[0]
+                 ? eg_topic_patient(replies, sizeof replies, ig->cfg->topic_prefix, patient,
+                                    "replies")
+                 : eg_topic_admin(replies, sizeof replies, ig->cfg->topic_prefix, "replies");
+    if (rc != 0)
+        return EG_OK;
+    snprintf(source, sizeof source, patient[0] ? "patient:%s" : "admin%s", patient);
+    eg_fail(&err, EG_E_INTERNAL,
+            "internal: the gateway could not process this request; it is kept in quarantine");
+    return req_reject(ig, m, replies, strstr(m->topic, "/consent") ? "consent" : "request",
+                      source, 1, &err);
 }

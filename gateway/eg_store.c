@@ -110,6 +110,8 @@ static const char *const migrations[] = {
      * entries themselves become unreadable with an erasure, the audit
      * trail must not) */
     "ALTER TABLE outbox ADD COLUMN sealed INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE outbox ADD COLUMN patient TEXT;"
+    "CREATE INDEX outbox_patient ON outbox(patient) WHERE patient IS NOT NULL;"
     "CREATE TABLE consent_log(seq INTEGER PRIMARY KEY, patient_id TEXT NOT NULL,"
     "  consent_id TEXT NOT NULL, action TEXT NOT NULL, grantee TEXT NOT NULL,"
     "  at INTEGER NOT NULL);"

@@ -334,10 +334,21 @@ class Consent(ConsentBase):
         self.assertEqual((r["status"], r["error"]["code"]), ("rejected", "schema"), r)
         r = self.consent({"consent_id": "nope", "action": "revoke"})
         self.assertEqual(r["status"], "not_found", r)
+        # a refused directive is not accepted: its nonce can still be used
+        n = self.pat.nonce + 1
+        r = self.consent(dict(grant, categories=["genomics"]), nonce=n)
+        self.assertEqual(r["error"]["code"], "schema", r)
+        r = self.consent(dict(grant, consent_id="c-n"), nonce=n)
+        self.assertEqual(r["status"], "ok", r)
+        self.pat.nonce = n
+        # too large: not parsed
+        big = dict(grant, consent_id="c-big", pad="x" * 300000)
+        r = self.consent(big)
+        self.assertEqual(r["error"]["code"], "too_large", r)
         # only c-ok and c-tz exist; everything else changed nothing
         rows = self.rows("SELECT consent_id FROM consents ORDER BY consent_id")
-        self.assertEqual([c for (c,) in rows], ["c-ok", "c-tz"])
-        self.assertEqual(len(self.rows("SELECT 1 FROM entries WHERE kind = 'consent'")), 2)
+        self.assertEqual([c for (c,) in rows], ["c-n", "c-ok", "c-tz"])
+        self.assertEqual(len(self.rows("SELECT 1 FROM entries WHERE kind = 'consent'")), 3)
         q = self.env.ctl("quarantine", "list").stdout.decode().splitlines()
         codes = [json.loads(l)["code"] for l in q]
         for code in ("signature", "replay", "schema"):
@@ -395,6 +406,14 @@ class Consent(ConsentBase):
         self.assertEqual(r["error"]["code"], "unsupported", r)
         r = self.patient_req({"op": "audit", "x": 1})
         self.assertEqual(r["error"]["code"], "schema", r)
+        # the op is the verified request's, also when it is too big to peek
+        body = self.pat.body({"op": "erase", "pad": " " * 70000})
+        topic = "ehr/patient/P1/request"
+        r = self.app.request(topic, body, self.pat.sign(topic, body), "ehr/patient/P1/replies")
+        self.assertEqual((r["op"], r["status"], r["error"]["code"]),
+                         ("erase", "rejected", "schema"), r)
+        self.assertEqual(self.rows("SELECT count(*) FROM patient_keys WHERE wrapped IS NULL"),
+                         [(0,)])
         # another patient's key cannot read P1
         topic = "ehr/patient/P1/request"
         body = self.other.body({"op": "records"})
@@ -430,9 +449,13 @@ class Consent(ConsentBase):
         # the bytes are those of the feed message
         feed = {fs: raw for fs, _, raw in self.feed(self.auth)}
         self.assertEqual(r["items"][0]["entry"].encode(), feed[2])
+        self.assertTrue(r["more"])
         body = json.dumps({"op": "since", "feed_seq": "x"}).encode()
         r = self.app.request(topic, body, None, "ehr/feed/authority/replies")
         self.assertEqual(r["error"]["code"], "schema", r)
+        body = json.dumps({"op": "since", "feed_seq": 0}).encode()
+        r = self.app.request("ehr/feed/nobody/request", body, None, "ehr/feed/nobody/replies")
+        self.assertEqual((r["op"], r["status"]), ("since", "not_found"), r)
 
 
 class Erasure(ConsentBase):
@@ -472,6 +495,10 @@ class Erasure(ConsentBase):
         er = [json.loads(x["entry"]) for x in ex if x["entry"] and
               json.loads(x["entry"])["kind"] == "erasure"][0]
         self.assertEqual((er["resource"], er["erased"], er["patient"]), (None, 3, "P1"))
+        # a rejected record of the erased patient is kept without its payload
+        q = [json.loads(l) for l in self.env.ctl("quarantine", "list").stdout.decode().splitlines()]
+        last = [x for x in q if x["code"] == "unknown_patient"][-1]
+        self.assertEqual(last["size"], 0, last)
         # the wrapped key is gone from the file and the WAL is empty
         wal = os.path.join(self.env.dir, "gw.db-wal")
         self.assertTrue(not os.path.exists(wal) or os.path.getsize(wal) == 0)

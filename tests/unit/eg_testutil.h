@@ -5,6 +5,7 @@
 #ifndef EG_TESTUTIL_H
 #define EG_TESTUTIL_H
 
+#include <CUnit/Basic.h>
 #include <CUnit/CUnit.h>
 #include <dirent.h>
 #include <stdarg.h>
@@ -89,6 +90,40 @@ static inline int has_bytes(const void *hay, size_t hlen, const void *needle, si
 static inline int contains(const char *hay, const char *needle)
 {
     return hay && strstr(hay, needle) != NULL;
+}
+
+/* One test of a suite run by eg_test_main. */
+struct eg_test {
+    const char *name;
+    void (*fn)(void);
+};
+
+/* The usual main(): a mkdtemp() directory from template (kept in dir),
+ * setup(), one suite with tests in order, teardown(), the directory
+ * removed. Returns the process exit code (1 on a failure). */
+static inline int eg_test_main(const char *suite, char *dir, const struct eg_test *tests,
+                               size_t n, int (*setup)(void), void (*teardown)(void))
+{
+    CU_pSuite s;
+    unsigned failures = 1;
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    if (setup() == 0 && CU_initialize_registry() == CUE_SUCCESS) {
+        int ok = (s = CU_add_suite(suite, NULL, NULL)) != NULL;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = CU_add_test(s, tests[i].name, tests[i].fn) != NULL;
+        if (ok) {
+            CU_basic_set_mode(CU_BRM_VERBOSE);
+            CU_basic_run_tests();
+            failures = CU_get_number_of_failures();
+        }
+        CU_cleanup_registry();
+    }
+    teardown();
+    remove_tree(dir);
+    return failures ? 1 : 0;
 }
 
 #endif

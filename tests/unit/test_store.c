@@ -163,8 +163,8 @@ static const char *const undo[] = {
           " DROP TABLE quarantine_usage; ALTER TABLE quarantine DROP COLUMN truncated;",
     [4] = "DROP TABLE signers; DROP INDEX consents_active; DROP TABLE consents;"
           " DROP TABLE feed; DROP TABLE erase_requests;",
-    [5] = "DROP INDEX consent_log_patient; DROP TABLE consent_log;"
-          " ALTER TABLE outbox DROP COLUMN sealed;",
+    [5] = "DROP INDEX consent_log_patient; DROP TABLE consent_log; DROP INDEX outbox_patient;"
+          " ALTER TABLE outbox DROP COLUMN patient; ALTER TABLE outbox DROP COLUMN sealed;",
 };
 
 /* A schema-1 database is migrated on open, keeping its data. */

@@ -263,7 +263,8 @@ eg_err eg_feed_access_entries(struct eg_ingest *ig)
 
     /* one access entry per (patient, grantee): sorted once, so the cost is
      * n log n however many patients a batch touches */
-    qsort(ig->fwds, n, sizeof *ig->fwds, fwd_cmp);
+    if (n > 1)
+        qsort(ig->fwds, n, sizeof *ig->fwds, fwd_cmp);
     while (i < n && rc == EG_OK) {
         size_t j = i + 1;
         while (j < n && ig->fwds[j].grantee == ig->fwds[i].grantee &&

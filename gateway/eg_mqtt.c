@@ -53,6 +53,7 @@ static int on_message(void *context, char *topic, int topic_len, MQTTAsync_messa
     const char *sig = NULL, *resp = NULL;
     const void *corr = NULL;
     size_t sig_len = 0, resp_len = 0, corr_len = 0;
+    int64_t feed_seq = -1;
     struct eg_msg *em;
     size_t tl = topic_len > 0 ? (size_t)topic_len : strlen(topic);
 
@@ -62,6 +63,13 @@ static int on_message(void *context, char *topic, int topic_len, MQTTAsync_messa
             memcmp(p->value.data.data, "sig", 3) == 0 && !sig) {
             sig = p->value.value.data;
             sig_len = (size_t)p->value.value.len;
+        } else if (p->identifier == MQTTPROPERTY_CODE_USER_PROPERTY && p->value.data.len == 8 &&
+                   memcmp(p->value.data.data, "feed_seq", 8) == 0 && p->value.value.len > 0 &&
+                   p->value.value.len < 20) {
+            char num[24];
+            memcpy(num, p->value.value.data, (size_t)p->value.value.len);
+            num[p->value.value.len] = 0;
+            feed_seq = strtoll(num, NULL, 10);
         } else if (p->identifier == MQTTPROPERTY_CODE_RESPONSE_TOPIC) {
             resp = p->value.data.data;
             resp_len = (size_t)p->value.data.len;
@@ -76,6 +84,7 @@ static int on_message(void *context, char *topic, int topic_len, MQTTAsync_messa
              : NULL;
     if (em) {
         em->received_ms = eg_now_ms();
+        em->feed_seq = feed_seq;
         if (eg_queue_push(m->q, em) != 0)
             atomic_fetch_add(&m->dropped, 1);
     } else {
@@ -216,6 +225,7 @@ void eg_mqtt_tick(struct eg_mqtt *m)
         co.ssl = &ssl;
     }
     atomic_store(&m->state, ST_CONNECTING);
+    log_msg(EG_LOG_DEBUG, "connecting to %s", m->o.uri);
     rc = MQTTAsync_connect(m->client, &co);
     if (rc != MQTTASYNC_SUCCESS) {
         log_msg(EG_LOG_WARN, "connect request to %s failed (%d)", m->o.uri, rc);
@@ -278,6 +288,15 @@ static int props_from_json(MQTTProperties *props, const char *json)
         cJSON *n = cJSON_GetArrayItem(item, 0), *v = cJSON_GetArrayItem(item, 1);
         if (cJSON_IsString(n) && cJSON_IsString(v))
             rc |= add_user_prop(props, n->valuestring, v->valuestring);
+    }
+    item = cJSON_GetObjectItemCaseSensitive(root, "resp");
+    if (cJSON_IsString(item)) {
+        MQTTProperty p;
+        memset(&p, 0, sizeof p);
+        p.identifier = MQTTPROPERTY_CODE_RESPONSE_TOPIC;
+        p.value.data.data = item->valuestring;
+        p.value.data.len = (int)strlen(item->valuestring);
+        rc |= MQTTProperties_add(props, &p); /* copies the data */
     }
     corr = cJSON_GetObjectItemCaseSensitive(root, "corr");
     if (cJSON_IsString(corr)) {

@@ -17,7 +17,7 @@
 #include "eg_queue.h"
 #include "eg_topics.h"
 
-#define EG_MQTT_MAX_FILTERS 16
+#define EG_MQTT_MAX_FILTERS 256
 
 struct eg_mqtt_opts {
     const char *uri; /* mqtt://host:port or mqtts://host:port */

@@ -33,6 +33,8 @@ struct eg_msg *eg_msg_new(const char *topic, size_t topic_len, const void *paylo
                           size_t resp_len, const void *corr, size_t corr_len)
 {
     struct eg_msg *m = calloc(1, sizeof *m);
+    if (m)
+        m->feed_seq = -1;
     if (!m)
         return NULL;
     m->topic = dupn(topic, topic_len);

@@ -26,6 +26,7 @@ struct eg_msg {
     size_t corr_len;
     int64_t received_ms;
     int64_t quarantine_id; /* > 0 when replayed from quarantine */
+    int64_t feed_seq;      /* user property feed_seq (a grantee's feed), or -1 */
 };
 
 /* Allocates a message with copies of the given parts (any may be NULL/0).

@@ -312,23 +312,36 @@ static void ask(struct auth *a, int64_t now)
 static long long stat_of(const struct auth *a, const char *k)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(a->stats, k);
-    return cJSON_IsNumber(v) ? (long long)v->valuedouble : -1;
+    return cJSON_IsNumber(v) ? (long long)v->valuedouble : 0; /* 0 until the first stats */
 }
 
 static void line(struct auth *a, int final)
 {
+    static long long prev_entries = -1;
+    static int64_t prev_at;
+    static double rate;
     uint64_t waiting = 0;
+    long long entries = stat_of(a, "entries"), receipts;
+    int64_t now = eg_mono_ms();
     for (size_t i = 0; i < a->nrecs; i++)
         waiting += a->recs[i].state < 2;
+    /* records/s from the gateway's own stats, over at least 2 s */
+    if (entries >= 0 && (prev_entries < 0 || now - prev_at >= 2000)) {
+        if (prev_entries >= 0 && entries >= prev_entries)
+            rate = (double)(entries - prev_entries) * 1000.0 / (double)(now - prev_at);
+        prev_entries = entries;
+        prev_at = now;
+    }
+    receipts = stat_of(a, "accepted") + stat_of(a, "rejected") + stat_of(a, "duplicates");
     sim_progress(final,
-                 "gateway: %lld msgs, %lld accepted, %lld rejected, forwarded %lld, withheld %lld"
-                 " | authority: %llu records, %llu proofs ok, %llu waiting, %llu failed, "
-                 "%llu blocks%s",
-                 stat_of(a, "messages"), stat_of(a, "accepted"), stat_of(a, "rejected"),
-                 stat_of(a, "forwarded"), stat_of(a, "withheld"),
-                 (unsigned long long)a->received, (unsigned long long)a->ok,
-                 (unsigned long long)waiting, (unsigned long long)a->failed,
-                 (unsigned long long)a->blocks, a->unexpected ? " | UNEXPECTED RECORDS" : "");
+                 "gateway: %.0f records/s, %lld receipts (%lld rejected), forwarded %lld, "
+                 "withheld %lld | authority: %llu records, %llu proofs ok, %llu waiting, "
+                 "%llu failed, %llu blocks%s",
+                 rate, a->stats ? receipts : 0, stat_of(a, "rejected"), stat_of(a, "forwarded"),
+                 stat_of(a, "withheld"), (unsigned long long)a->received,
+                 (unsigned long long)a->ok, (unsigned long long)waiting,
+                 (unsigned long long)a->failed, (unsigned long long)a->blocks,
+                 a->unexpected ? " | UNEXPECTED RECORDS" : "");
 }
 
 int sim_cmd_authority(int argc, char **argv)

@@ -1,59 +1,87 @@
 #!/usr/bin/env bash
-# run.sh — the one command that runs ehrgate for real (README "Run it").
+# run.sh — the one command that shows the whole system working (README
+# "Run it").
 #
-#   scripts/run.sh [--broker URL] [--data DIR] [--no-demo] [ehrgate options...]
+#   scripts/run.sh [--duration S] [--devices N] [--patients N] [--hospitals N]
+#                  [--data DIR] [--bin DIR] [--broker URL] [--no-demo]
+#                  [ehrgate options...]
 #
 # Installs missing Debian packages (as root; otherwise prints the command),
-# builds into build/, and starts the gateway on a SQLite file in DIR
-# (default: ./_run). Without --broker it starts its own mosquitto on a free
-# loopback port. Unless --no-demo is given, it registers a demo patient and
-# two devices and publishes a reading every second, printing each receipt,
-# so you can watch messages become committed, receipted entries. Ctrl-C
-# stops everything cleanly and prints `ehrctl export` figures.
+# builds into build/ (or uses the binaries in --bin DIR), starts its own
+# mosquitto on a free loopback port (unless --broker), and the gateway on
+# DIR/ehrgate.db (default DIR: ./_run) with the grantee `authority`. Then the
+# demo (unless --no-demo): a fleet registered through the signed admin API
+# (default 200 devices, 50 patients, 3 hospitals); every second patient's
+# app grants the authority consent for vital signs and lab results; the
+# devices (with a few faults) and hospitals (FHIR + HL7 v2) publish; the
+# authority's subscriber checks the inclusion proof of every record it gets
+# and that no record of a non-consenting patient arrives. One live line shows
+# it all. After --duration seconds (default: until Ctrl-C) everything drains
+# and stops, and a summary and `ehrctl verify` end the run (exit 0 if all
+# checks passed).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
 
-broker="" data="$root/_run" demo=1 extra=()
+broker="" data="$root/_run" demo=1 bin="" duration=0 ndev=200 npat=50 nhosp=3 extra=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --broker) broker="$2"; shift 2 ;;
         --data) data="$2"; shift 2 ;;
+        --bin) bin="$2"; shift 2 ;;
+        --duration) duration="$2"; shift 2 ;;
+        --devices) ndev="$2"; shift 2 ;;
+        --patients) npat="$2"; shift 2 ;;
+        --hospitals) nhosp="$2"; shift 2 ;;
         --no-demo) demo=0; shift ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
         *) extra+=("$1"); shift ;;
     esac
 done
 
-bash scripts/deps.sh run
-echo "== building (build/)"
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j "$(nproc 2>/dev/null || echo 2)" --target ehrgate ehrctl >/dev/null
-gw="$root/build/gateway/ehrgate"
-ctl="$root/build/tools/ehrctl"
+if [ -z "$bin" ]; then
+    bash scripts/deps.sh run
+    echo "== building (build/)"
+    cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+    cmake --build build -j "$(nproc 2>/dev/null || echo 2)" --target ehrgate ehrctl ehrgate-sim \
+        >/dev/null
+    bin="$root/build"
+fi
+gw="$bin/gateway/ehrgate"
+ctl="$bin/tools/ehrctl"
+sim="$bin/firmware-sim/ehrgate-sim"
 mkdir -p "$data"
+data=$(cd "$data" && pwd)
 db="$data/ehrgate.db"
+log="$data/ehrgate.log"
 
-pids=() gwpid="" brokerpid=""
-cleanup() {
+gwpid="" brokerpid="" simpids=() authpid="" status=0
+stop_all() {
     trap - INT TERM EXIT
-    # the gateway first, while the broker still runs, so it can say `offline`
+    # the simulators drain first (they got Ctrl-C or their --duration ran
+    # out), while the gateway and the broker still run
+    for p in "${simpids[@]}" $authpid; do wait "$p" 2>/dev/null || status=1; done
     if [ -n "$gwpid" ]; then kill -TERM "$gwpid" 2>/dev/null || true; wait "$gwpid" 2>/dev/null || true; fi
-    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    if [ -n "$brokerpid" ]; then kill -TERM "$brokerpid" 2>/dev/null || true; fi
-    wait 2>/dev/null || true
+    if [ -n "$brokerpid" ]; then kill -TERM "$brokerpid" 2>/dev/null || true; wait "$brokerpid" 2>/dev/null || true; fi
     if [ -f "$db" ]; then
         echo
-        echo "== what the database holds ($db)"
+        echo "== summary"
+        for f in devices hospitals authority; do
+            [ -f "$data/$f.json" ] && echo "$f: $(cat "$data/$f.json" | sed 's/,"next_seq":{[^}]*}//')"
+        done
         entries=$("$ctl" --db "$db" export | grep -c '"type":"entry"' || true)
+        blocks=$("$ctl" --db "$db" export | grep -c '"type":"block"' || true)
         quarantined=$("$ctl" --db "$db" quarantine list | wc -l)
-        echo "entries: $entries, quarantined rejections: $quarantined"
-        echo "== ehrctl verify (blocks: links, signatures, Merkle roots; entries decrypted and re-hashed)"
-        "$ctl" --db "$db" verify --master-key "$data/master.key" 2>/dev/null || echo "verify FAILED"
-        echo "inspect: $ctl --db $db export --entries | head"
+        echo "database: $entries entries in $blocks blocks, $quarantined rejected payloads in quarantine"
+        echo "== ehrctl verify --master-key (links, signatures, Merkle roots; every entry decrypted and re-hashed)"
+        if ! "$ctl" --db "$db" verify --master-key "$data/master.key"; then
+            echo "verify FAILED"; status=1
+        fi
+        echo "logs: $log, $data/*.log; inspect: $ctl --db $db export --entries | head"
     fi
+    exit "$status"
 }
-trap cleanup INT TERM EXIT
+trap stop_all INT TERM EXIT
 
 if [ -z "$broker" ]; then
     port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])' 2>/dev/null || echo 18830)
@@ -61,8 +89,9 @@ if [ -z "$broker" ]; then
 listener $port 127.0.0.1
 allow_anonymous true
 persistence false
+max_queued_messages 100000
 CONF
-    # own session: Ctrl-C reaches the gateway, not the broker it still needs
+    # own session: Ctrl-C reaches the simulators, not the broker they need
     setsid /usr/sbin/mosquitto -c "$data/mosquitto.conf" >"$data/mosquitto.log" 2>&1 &
     brokerpid=$!
     broker="mqtt://127.0.0.1:$port"
@@ -72,49 +101,61 @@ CONF
     done
     echo "== mosquitto on 127.0.0.1:$port (log: $data/mosquitto.log)"
 fi
-host=${broker#*://}; host=${host%:*}; port=${broker##*:}
 
-if [ "$demo" = 1 ]; then
-    "$ctl" --db "$db" register patient DEMO-P1 >/dev/null 2>&1 || true
-    "$ctl" --db "$db" register device DEMO-OX1 --patient DEMO-P1 --type pulse_oximeter \
-        >/dev/null 2>&1 || true
-    "$ctl" --db "$db" register device DEMO-BP1 --patient DEMO-P1 --type bp_monitor \
-        >/dev/null 2>&1 || true
-    "$ctl" --db "$db" register hospital DEMO-H1 --utc-offset +01:00 >/dev/null 2>&1 || true
-    "$ctl" --db "$db" register patient DEMO-P2 --mrn DEMO-H1:MRN-0001 >/dev/null 2>&1 || true
-fi
-
-echo "== ehrgate --db $db --broker $broker"
-"$gw" --db "$db" --key "$data/gateway.key" --master-key "$data/master.key" \
-    --broker "$broker" "${extra[@]}" &
+[ -f "$data/admin.key" ] || "$ctl" keygen "$data/admin" >/dev/null
+echo "== ehrgate --db $db --broker $broker --grantee authority:public-health (log: $log)"
+: >> "$log"
+ready0=$(grep -c ' ready' "$log" || true)
+setsid "$gw" --db "$db" --key "$data/gateway.key" --master-key "$data/master.key" \
+    --broker "$broker" --grantee authority:public-health --admin-pubkey "$data/admin.pub" \
+    --stats-interval-s 1 "${extra[@]}" >>"$log" 2>&1 &
 gwpid=$!
+for _ in $(seq 100); do
+    [ "$(grep -c ' ready' "$log" || true)" -gt "$ready0" ] && break
+    kill -0 "$gwpid" 2>/dev/null || { echo "ehrgate exited:"; tail -5 "$log"; gwpid=""; exit 1; }
+    sleep 0.1
+done
 
-if [ "$demo" = 1 ]; then
-    sleep 1
-    mosquitto_sub -h "$host" -p "$port" -V mqttv5 -t 'ehr/device/+/receipts' \
-        -t 'ehr/hospital/+/receipts' -t 'ehr/gateway/+/status' -t 'ehr/anchor/+/head' -v &
-    pids+=($!)
-    seq0=$(( $(date +%s) * 10 ))
-    i=0
-    echo "== demo: DEMO-OX1 and DEMO-BP1 publish a reading a second (every 5th out of range);"
-    echo "   DEMO-H1 sends an HL7 v2 ORU^R01 every 5 s; blocks are sealed every second"
-    while kill -0 "$gwpid" 2>/dev/null; do
-        now=$(date -u +%Y-%m-%dT%H:%M:%S.000Z)
-        spo2=$(( 94 + RANDOM % 6 ))
-        [ $(( i % 5 )) = 4 ] && spo2=150
-        mosquitto_pub -h "$host" -p "$port" -V mqttv5 -q 1 -t ehr/device/DEMO-OX1/telemetry \
-            -m "{\"seq\":$(( seq0 + i )),\"ts\":\"$now\",\"readings\":[{\"type\":\"spo2\",\"value\":$spo2},{\"type\":\"heart_rate\",\"value\":$(( 60 + RANDOM % 30 ))}]}"
-        mosquitto_pub -h "$host" -p "$port" -V mqttv5 -q 1 -t ehr/device/DEMO-BP1/telemetry \
-            -m "{\"seq\":$(( seq0 + i )),\"ts\":\"$now\",\"readings\":[{\"type\":\"blood_pressure\",\"systolic\":$(( 110 + RANDOM % 30 )),\"diastolic\":$(( 70 + RANDOM % 15 )),\"unit\":\"mmHg\"}]}"
-        if [ $(( i % 5 )) = 0 ]; then
-            dtm=$(date -u +%Y%m%d%H%M%S)
-            printf 'MSH|^~\\&|LAB|DEMO-H1|EHRGATE|NAT|%s||ORU^R01^ORU_R01|DEMO%s|P|2.5.1\rPID|1||MRN-0001^^^DEMO-H1^MR\rOBR|1||L%s|24331-1^Lipid panel^LN|||%s+0000\rOBX|1|NM|2093-3^Cholesterol^LN||%s|mg/dL|<200|N|||F\rOBX|2|NM|8867-4^Heart rate^LN||%s|bpm||N|||F\r' \
-                "$dtm" "$(( seq0 + i ))" "$i" "$dtm" "$(( 150 + RANDOM % 60 ))" "$(( 60 + RANDOM % 30 ))" |
-                mosquitto_pub -h "$host" -p "$port" -V mqttv5 -q 1 -t ehr/hospital/DEMO-H1/records -s
-        fi
-        i=$(( i + 1 ))
-        sleep 1
-    done
-else
-    wait "$gwpid"
+if [ "$demo" = 0 ]; then
+    echo "== running; Ctrl-C stops (gateway log: $log)"
+    wait "$gwpid" || true
+    exit 0
 fi
+
+common=(--broker "$broker" --state "$data/sim-state")
+echo "== registering $npat patients (each with an app key), $ndev devices and $nhosp hospitals through the signed admin API"
+"$sim" register "${common[@]}" --admin-key "$data/admin.key" --patients "$npat" \
+    --devices "$ndev" --hospitals "$nhosp" --keys "$data/keys" --quiet
+: > "$data/consented.txt"
+granted=0
+for i in $(seq 1 2 "$npat"); do
+    p=$(printf 'P%05d' "$i")
+    if "$sim" patient "${common[@]}" --id "$p" --key "$data/keys/$p.key" grant \
+        --consent-id demo-authority --grantee authority --categories vital-signs,laboratory \
+        >>"$data/patients.log" 2>&1; then
+        echo "$p" >> "$data/consented.txt"
+        granted=$((granted + 1))
+    fi
+done
+echo "== $granted of $npat patients granted the authority consent (the others did not: their records must never reach it)"
+
+run_for=()
+[ "$duration" != 0 ] && run_for=(--duration "$duration")
+auth_for=()
+[ "$duration" != 0 ] && auth_for=(--duration "$((duration + 5))")
+"$sim" authority "${common[@]}" --pubkey "$data/gateway.pub" --expect-file "$data/consented.txt" \
+    --summary "$data/authority.json" --drain 20 "${auth_for[@]}" &
+authpid=$!
+"$sim" devices "${common[@]}" --count "$ndev" --rate 1 --fault range:0.002,duplicate:0.002,malformed:0.001 \
+    --summary "$data/devices.json" --quiet "${run_for[@]}" >"$data/devices.log" 2>&1 &
+simpids+=($!)
+if [ "$nhosp" -gt 0 ]; then
+    "$sim" hospitals "${common[@]}" --count "$nhosp" --patients "$npat" --rate 0.5 \
+        --summary "$data/hospitals.json" --quiet "${run_for[@]}" >"$data/hospitals.log" 2>&1 &
+    simpids+=($!)
+fi
+echo "== live: $ndev devices and $nhosp hospitals publishing; the authority checks every proof ($( [ "$duration" != 0 ] && echo "for $duration s" || echo "Ctrl-C to stop"))"
+wait "${simpids[@]}" 2>/dev/null || status=1
+simpids=()
+wait "$authpid" || status=1
+authpid=""

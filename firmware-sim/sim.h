@@ -68,6 +68,7 @@ int sim_parse_int(const char *opt, const char *v, long min, long max, long *out)
 struct sim_link {
     struct eg_mqtt *m;
     struct eg_mqtt_opts *mo; /* kept to make the link again */
+    char *cert, *keyfile;    /* owned copies of the client certificate paths */
     struct eg_queue *q;
     uint64_t gen; /* generation last seen by the owner */
 };

@@ -185,10 +185,18 @@ int sim_link_open(struct sim_link *l, const struct sim_opts *o, const char *clie
         free(mo);
         return -1;
     }
+    if ((o->cert && !(l->cert = strdup(o->cert))) ||
+        (o->keyfile && !(l->keyfile = strdup(o->keyfile)))) {
+        free((char *)mo->client_id);
+        free(mo);
+        free(l->cert);
+        l->cert = NULL;
+        return -1;
+    }
     mo->uri = o->broker;
     mo->cafile = o->cafile;
-    mo->cert = o->cert;
-    mo->keyfile = o->keyfile;
+    mo->cert = l->cert;
+    mo->keyfile = l->keyfile;
     mo->session_expiry_s = session_expiry_s;
     for (int i = 0; i < nfilters; i++)
         memcpy(mo->filters[i], filters[i], EG_TOPIC_FILTER_MAX);
@@ -284,6 +292,9 @@ void sim_link_close(struct sim_link *l)
         free(l->mo);
         l->mo = NULL;
     }
+    free(l->cert);
+    free(l->keyfile);
+    l->cert = l->keyfile = NULL;
 }
 
 /* ---- keys ------------------------------------------------------------------ */

@@ -567,8 +567,19 @@ int sim_engine_run(const struct sim_engine_cfg *cfg, struct sim_source *src, siz
         }
         /* stable per fleet slice, so the broker's session survives a restart */
         snprintf(client, sizeof client, "sim-%s-%s", cfg->kind, src[(size_t)k * cfg->per_conn].id);
-        if (sim_link_open(&e.links[k], cfg->o, client, filters, nf, e.q, 3600) != 0)
+        if (cfg->cert_dir) {
+            /* each source its own identity: the broker's ACL names it */
+            struct sim_opts lo = *cfg->o;
+            char cert[1024], key[1024];
+            snprintf(cert, sizeof cert, "%s/%s.crt", cfg->cert_dir, src[k].id);
+            snprintf(key, sizeof key, "%s/%s.key", cfg->cert_dir, src[k].id);
+            lo.cert = cert;
+            lo.keyfile = key;
+            if (sim_link_open(&e.links[k], &lo, client, filters, nf, e.q, 3600) != 0)
+                goto out;
+        } else if (sim_link_open(&e.links[k], cfg->o, client, filters, nf, e.q, 3600) != 0) {
             goto out;
+        }
     }
     now = eg_mono_ms();
     for (size_t i = 0; i < n; i++)

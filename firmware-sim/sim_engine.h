@@ -81,6 +81,8 @@ struct sim_engine_cfg {
     double fault_p[16];
     int64_t max_payload; /* for SIM_F_OVERSIZED */
     const char *summary; /* write a JSON summary here at the end, or NULL */
+    const char *cert_dir; /* per-source client certificates DIR/{id}.crt/.key (one
+                           * connection per source), or NULL */
 };
 
 /* accepted/rejected: messages settled by their receipt (a `duplicate`

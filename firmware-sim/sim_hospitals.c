@@ -64,6 +64,7 @@ static void usage(FILE *f)
             "  --keys DIR          sign with DIR/{hospital}.key where it exists\n"
             "  --drain S           at the end, wait up to S s for outstanding receipts (15)\n"
             "  --summary FILE      write a JSON summary at the end\n"
+            "  --cert-dir DIR      mqtts: hospital H connects with DIR/H.crt/.key\n"
             "%s\n%s",
             sim_faults_help, sim_common_help);
 }
@@ -116,6 +117,8 @@ int sim_cmd_hospitals(int argc, char **argv)
             faults = v;
         } else if (strcmp(a, "--summary") == 0) {
             cfg.summary = v;
+        } else if (strcmp(a, "--cert-dir") == 0) {
+            cfg.cert_dir = v;
         } else {
             return sim_arg_unknown("hospitals", a);
         }

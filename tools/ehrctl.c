@@ -21,6 +21,7 @@
 #include "eg_chain.h"
 #include "eg_codec.h"
 #include "eg_config.h"
+#include "eg_consent.h"
 #include "eg_crypto.h"
 #include "eg_entries.h"
 #include "eg_json.h"
@@ -30,6 +31,7 @@
 #include "eg_quarantine.h"
 #include "eg_registry.h"
 #include "eg_store.h"
+#include "eg_telemetry.h"
 #include "eg_time.h"
 #include "eg_vault.h"
 #include "eg_version.h"
@@ -62,6 +64,10 @@ static void usage(FILE *out)
             "  keygen PREFIX                    write PREFIX.key (P-256, mode 0600) and PREFIX.pub\n"
             "  sign KEY --topic TOPIC [FILE]    print the `sig` user property for FILE (or stdin)\n"
             "                                   published on TOPIC (SPEC §3)\n"
+            "  acl [--gateway-user NAME] [--admin-user NAME]... [-o FILE]\n"
+            "                                   a Mosquitto acl_file from the registry: each device,\n"
+            "                                   hospital, patient and --grantee only on its own\n"
+            "                                   topics (usernames = certificate CNs)\n"
             "  publish --topic TOPIC [--sign KEY] [--stamp] [--reply [--timeout S]] [FILE]\n"
             "                                   publish FILE (or stdin) with MQTT v5 QoS 1 on\n"
             "                                   --broker; --stamp first sets \"nonce\" (ms since\n"
@@ -424,6 +430,139 @@ static int cmd_quarantine(struct ctl *c)
 out:
     eg_vault_free(v);
     eg_rng_free(rng);
+    eg_store_close(st);
+    return code;
+}
+
+/* ---- acl ----------------------------------------------------------------------------- */
+
+/*
+ * `acl [--gateway-user NAME] [--admin-user NAME]... [-o FILE]`: a Mosquitto
+ * acl_file from the registry, for a broker that takes the client
+ * certificate's CN as the username (use_identity_as_username): each
+ * device, hospital, patient and configured grantee may publish and
+ * subscribe only on its own topics (with its replies subtree), the
+ * operators on the admin topics, the gateway on everything under the
+ * prefix; every authenticated client may read the gateway's status,
+ * blocks and head and use the auditors' anchor API (no patient data).
+ */
+/* What every authenticated client may do: read the gateway's status,
+ * blocks and head, and use the auditors' anchor API (no patient data).
+ * Written into each user block: Mosquitto's `pattern` lines would do it
+ * once but warn about every pattern without %u or %c. */
+static void acl_common(FILE *f, const char *p, const char *name)
+{
+    fprintf(f,
+            "topic read %s/gateway/%s/status\ntopic read %s/anchor/%s/blocks\n"
+            "topic read %s/anchor/%s/head\ntopic write %s/anchor/%s/request\n"
+            "topic read %s/anchor/%s/replies/#\n\n",
+            p, name, p, name, p, name, p, name, p, name);
+}
+
+/* One `user` block per registered id of kind ('d' device, 'h' hospital,
+ * 'p' patient); *n counts them. */
+static int acl_list(FILE *f, struct eg_store *st, char kind, const char *p, const char *name,
+                    int *n)
+{
+    const char *sql = kind == 'd'   ? "SELECT device_id FROM devices WHERE active = 1"
+                                      " ORDER BY device_id"
+                      : kind == 'h' ? "SELECT hospital_id FROM hospitals ORDER BY hospital_id"
+                                    : "SELECT patient_id FROM patients ORDER BY patient_id";
+    sqlite3_stmt *s = eg_store_stmt(st, sql);
+    int rc;
+    if (!s)
+        return -1;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *id = (const char *)sqlite3_column_text(s, 0);
+        if (kind == 'd')
+            fprintf(f, "user %s\ntopic write %s/device/%s/telemetry\n"
+                       "topic read %s/device/%s/receipts\n",
+                    id, p, id, p, id);
+        else if (kind == 'h')
+            fprintf(f, "user %s\ntopic write %s/hospital/%s/records\n"
+                       "topic read %s/hospital/%s/receipts\n",
+                    id, p, id, p, id);
+        else
+            fprintf(f, "user %s\ntopic write %s/patient/%s/consent\n"
+                       "topic write %s/patient/%s/request\ntopic read %s/patient/%s/replies/#\n",
+                    id, p, id, p, id, p, id);
+        acl_common(f, p, name);
+        (*n)++;
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int cmd_acl(struct ctl *c)
+{
+    const char *gw_user = "gateway", *out = NULL, *admins[16];
+    const char *p = c->cfg.topic_prefix, *name = c->cfg.name;
+    int nadmin = 0, ndev = 0, nhosp = 0, npat = 0, code = 0;
+    struct eg_grantee g[EG_GRANTEES_MAX];
+    struct eg_store *st = NULL;
+    char when[EG_TIME_STRLEN];
+    FILE *f = stdout;
+    int ng;
+
+    for (int i = 1; i < c->argc; i++) {
+        const char *a = c->argv[i], *v = i + 1 < c->argc ? c->argv[i + 1] : NULL;
+        if (!v)
+            return die(2, "usage: ehrctl acl [--gateway-user NAME] [--admin-user NAME]... "
+                          "[-o FILE]");
+        i++;
+        if (strcmp(a, "-o") != 0 && !eg_id_valid(v))
+            return die(2, "acl: %s \"%s\": 1-64 of A-Z a-z 0-9 . _ -", a, v);
+        if (strcmp(a, "--gateway-user") == 0)
+            gw_user = v;
+        else if (strcmp(a, "--admin-user") == 0 && nadmin < 16)
+            admins[nadmin++] = v;
+        else if (strcmp(a, "-o") == 0)
+            out = v;
+        else
+            return die(2, "acl: unknown option \"%s\"", a);
+    }
+    if ((ng = eg_grantees_parse(&c->cfg, g, EG_GRANTEES_MAX)) < 0)
+        return die(2, "acl: grantee: each must be NAME:PURPOSE");
+    if ((code = open_ro(c, &st)) != 0)
+        return code;
+    if (out && !(f = fopen(out, "w"))) {
+        code = die(2, "%s: %s", out, strerror(errno));
+        goto done;
+    }
+    eg_time_format(eg_now_ms(), when);
+    fprintf(f,
+            "# Mosquitto acl_file for ehrgate, written by `ehrctl acl` at %s from %s.\n"
+            "# Usernames are client certificate CNs (use_identity_as_username true).\n"
+            "# Regenerate after registry changes and reload the broker (SIGHUP).\n\n"
+            "# Every client may also read the gateway's status, blocks and head and use the\n"
+            "# auditors' anchor API (no patient data).\n\n"
+            "user %s\ntopic readwrite %s/#\n\n",
+            when, c->cfg.db, gw_user, p);
+    for (int i = 0; i < nadmin; i++) {
+        fprintf(f, "user %s\ntopic write %s/admin/request\ntopic read %s/admin/replies/#\n",
+                admins[i], p, p);
+        acl_common(f, p, name);
+    }
+    for (int i = 0; i < ng; i++) {
+        fprintf(f,
+                "user %s\ntopic read %s/feed/%s\ntopic write %s/feed/%s/request\n"
+                "topic read %s/feed/%s/replies/#\n",
+                g[i].name, p, g[i].name, p, g[i].name, p, g[i].name);
+        acl_common(f, p, name);
+    }
+    if (acl_list(f, st, 'd', p, name, &ndev) != 0 || acl_list(f, st, 'h', p, name, &nhosp) != 0 ||
+        acl_list(f, st, 'p', p, name, &npat) != 0) {
+        code = die(1, "acl: cannot read the registry: %s", sqlite3_errmsg(eg_store_db(st)));
+        goto done;
+    }
+    if (fflush(f) != 0)
+        code = die(1, "acl: write failed: %s", strerror(errno));
+    fprintf(stderr, "ehrctl: acl: gateway user %s, %d admin user(s), %d grantee(s), %d device(s), "
+                    "%d hospital(s), %d patient(s)\n",
+            gw_user, nadmin, ng, ndev, nhosp, npat);
+done:
+    if (out && f && f != stdout)
+        fclose(f);
     eg_store_close(st);
     return code;
 }
@@ -1575,6 +1714,8 @@ int main(int argc, char **argv)
         code = cmd_verify(&c);
     } else if (strcmp(rest[0], "verify-proof") == 0) {
         code = cmd_verify_proof(&c);
+    } else if (strcmp(rest[0], "acl") == 0) {
+        code = cmd_acl(&c);
     } else if (strcmp(rest[0], "config-example") == 0) {
         eg_config_write_example(stdout);
         code = 0;

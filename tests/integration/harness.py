@@ -48,18 +48,22 @@ def wait_for(pred, timeout=10.0, step=0.02, what="condition"):
 class Broker:
     """A private mosquitto on 127.0.0.1; restartable on the same port."""
 
-    def __init__(self, workdir, port=None):
+    def __init__(self, workdir, port=None, extra_conf="", scheme="mqtt", host="127.0.0.1"):
         self.workdir = workdir
         self.port = port
         self.proc = None
+        self.extra_conf = extra_conf  # e.g. a TLS listener's settings
+        self.scheme = scheme
+        self.host = host
 
     def start(self):
         for _ in range(20):
             port = self.port or free_port()
             conf = os.path.join(self.workdir, "mosquitto.conf")
             with open(conf, "w") as f:
-                f.write("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                f.write("listener %d 127.0.0.1\npersistence false\n"
                         "max_queued_messages 100000\nmax_inflight_messages 1000\n" % port)
+                f.write(self.extra_conf or "allow_anonymous true\n")
             log = open(os.path.join(self.workdir, "mosquitto.log"), "a")
             self.proc = subprocess.Popen([MOSQUITTO, "-c", conf], stdout=log, stderr=log)
             try:
@@ -96,7 +100,7 @@ class Broker:
 
     @property
     def url(self):
-        return "mqtt://127.0.0.1:%d" % self.port
+        return "%s://%s:%d" % (self.scheme, self.host, self.port)
 
 
 def ctl(workdir, *args, check=True, input=None):

@@ -294,6 +294,14 @@ static void on_receipt(struct sim_engine *e, struct sim_source *s, const cJSON *
         e->st.unmatched++; /* a resend's receipt after it settled, or a fault probe */
         return;
     }
+    {
+        const char *code = egjson_str(cJSON_GetObjectItemCaseSensitive(r, "error"), "code");
+        if (code && strcmp(code, "rate_limited") == 0) {
+            /* not settled: sent again after the receipt timeout */
+            s->pend[found].sent_ms = eg_mono_ms();
+            return;
+        }
+    }
     if (strcmp(status, "accepted") == 0 || strcmp(status, "duplicate") == 0)
         e->st.accepted++;
     else

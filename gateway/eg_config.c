@@ -61,6 +61,11 @@ static const struct opt opts[] = {
      "intake queue bound (messages); beyond it the MQTT reader waits"},
     {"queue_max_bytes", OPT_INT, O(queue_max_bytes), "67108864", 1048576, 4294967296LL, NULL,
      EG_CFG_GATEWAY, "intake queue bound (bytes); beyond it the MQTT reader waits"},
+    {"source_rate", OPT_INT, O(source_rate), "100", 0, 1000000, NULL, EG_CFG_GATEWAY,
+     "messages per second one device or hospital may send on average (0: no limit); "
+     "above it (after source_burst) messages are answered rate_limited"},
+    {"source_burst", OPT_INT, O(source_burst), "1000", 1, 10000000, NULL, EG_CFG_GATEWAY,
+     "messages one device or hospital may send at once before source_rate applies"},
     {"batch_max", OPT_INT, O(batch_max), "512", 1, 65536, NULL, EG_CFG_GATEWAY,
      "most messages committed in one SQLite transaction"},
     {"outbox_inflight", OPT_INT, O(outbox_inflight), "512", 1, 65535, NULL, EG_CFG_GATEWAY,

@@ -50,6 +50,7 @@ struct eg_config {
     int64_t outbox_inflight;
     int64_t receipt_max_bytes;
     int64_t reply_max_bytes;
+    int64_t source_rate, source_burst;
     /* quarantine */
     int64_t quarantine_quota;
     int64_t quarantine_retention_days;

@@ -109,6 +109,7 @@ static eg_err put_stats(struct gw *g)
         cJSON_AddNumberToObject(o, "withheld", (double)s.withheld) &&
         cJSON_AddNumberToObject(o, "access_entries", (double)s.access_entries) &&
         cJSON_AddNumberToObject(o, "requests", (double)s.requests) &&
+        cJSON_AddNumberToObject(o, "rate_limited", (double)s.rate_limited) &&
         cJSON_AddNumberToObject(o, "next_seq", (double)eg_ingest_next_seq(g->ig)) &&
         cJSON_AddNumberToObject(o, "queue", (double)qm) &&
         cJSON_AddNumberToObject(o, "queue_peak", (double)qp) &&

@@ -513,6 +513,8 @@ static eg_err accept_or_answer(struct eg_ingest *ig, struct msgctx *c, const str
     return reject(ig, c, &err);
 }
 
+static int rate_limited(struct eg_ingest *ig, struct msgctx *c, eg_err *rc);
+
 /* ---- device telemetry (SPEC §4) --------------------------------------- */
 
 static eg_err telemetry(struct eg_ingest *ig, struct msgctx *c)
@@ -554,6 +556,9 @@ static eg_err telemetry(struct eg_ingest *ig, struct msgctx *c)
             goto out;
         }
     }
+    /* a resend of a stored message is answered above, also over the limit */
+    if (rate_limited(ig, c, &rc))
+        goto out;
     rc = eg_registry_device(ig->st, c->src_id, &dev);
     if (rc == EG_E_UNKNOWN_DEVICE) {
         rc = EG_OK;
@@ -781,6 +786,8 @@ static eg_err hospital(struct eg_ingest *ig, struct msgctx *c)
             goto out;
         }
     }
+    if (rate_limited(ig, c, &rc))
+        goto out;
     if (!have_hosp) {
         eg_fail(&err, EG_E_UNKNOWN_HOSPITAL, "hospital: %s is not registered", c->src_id);
         goto rejected;
@@ -842,6 +849,71 @@ out:
     eg_hmsg_clear(&h);
     cJSON_Delete(root);
     return rc;
+}
+
+/* ---- rate limits (per source) ------------------------------------------ */
+
+/*
+ * A token bucket per device or hospital: source_burst tokens, refilled at
+ * source_rate per second (of the messages' arrival times). Kept in memory
+ * only (a restart forgets it, which errs on the side of taking messages);
+ * the table is fixed in size: a source that does not find a slot within 8
+ * probes takes the least recently used of them. Returns 1 if m may be
+ * taken now.
+ */
+static int rate_ok(struct eg_ingest *ig, const char *type, const char *id, int64_t at_ms)
+{
+    char key[80];
+    unsigned h = 2166136261u;
+    struct bucket *b = NULL, *oldest = NULL, *free_slot = NULL;
+    double rate = (double)ig->cfg->source_rate, burst = (double)ig->cfg->source_burst;
+
+    if (ig->cfg->source_rate <= 0 || !ig->buckets)
+        return 1;
+    snprintf(key, sizeof key, "%c:%s", type[0], id);
+    for (const char *p = key; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    for (int i = 0; i < 8 && !b; i++) {
+        struct bucket *c = &ig->buckets[(h + (unsigned)i) % EG_BUCKETS];
+        if (strcmp(c->key, key) == 0)
+            b = c;
+        else if (c->key[0] == 0)
+            free_slot = free_slot ? free_slot : c;
+        else if (!oldest || c->last_ms < oldest->last_ms)
+            oldest = c;
+    }
+    if (!b) {
+        b = free_slot ? free_slot : oldest;
+        snprintf(b->key, sizeof b->key, "%s", key);
+        b->tokens = burst;
+        b->last_ms = at_ms;
+    }
+    if (at_ms > b->last_ms) {
+        b->tokens += (double)(at_ms - b->last_ms) * rate / 1000.0;
+        if (b->tokens > burst)
+            b->tokens = burst;
+        b->last_ms = at_ms;
+    }
+    if (b->tokens < 1.0)
+        return 0;
+    b->tokens -= 1.0;
+    return 1;
+}
+
+/* Answers m rate_limited (receipt, quarantine) if its source is over its
+ * rate; 1 if it was answered. */
+static int rate_limited(struct eg_ingest *ig, struct msgctx *c, eg_err *rc)
+{
+    struct eg_error err;
+    if (c->m->quarantine_id > 0 || rate_ok(ig, c->src_type, c->src_id, c->m->received_ms))
+        return 0;
+    eg_fail(&err, EG_E_RATE_LIMITED,
+            "source: more than %lld messages/s (burst %lld) from %s %s; send again later",
+            (long long)ig->cfg->source_rate, (long long)ig->cfg->source_burst, c->src_type,
+            c->src_id);
+    ig->stats.rate_limited++;
+    *rc = reject(ig, c, &err);
+    return 1;
 }
 
 /* ---- public ------------------------------------------------------------ */
@@ -1069,7 +1141,8 @@ eg_err eg_ingest_new(struct eg_store *st, struct eg_vault *v, const struct eg_co
     struct eg_ingest *ig = calloc(1, sizeof *ig);
     eg_err rc;
     *out = NULL;
-    if (!ig || !(ig->keys = calloc(KEY_CACHE, sizeof *ig->keys))) {
+    if (!ig || !(ig->keys = calloc(KEY_CACHE, sizeof *ig->keys)) ||
+        !(ig->buckets = calloc(EG_BUCKETS, sizeof *ig->buckets))) {
         eg_ingest_free(ig);
         return eg_fail(e, EG_E_NOMEM, "out of memory");
     }
@@ -1118,6 +1191,7 @@ void eg_ingest_free(struct eg_ingest *ig)
             eg_key_free(ig->keys[i].key);
     free(ig->keys);
     free(ig->fwds);
+    free(ig->buckets);
     eg_admin_keys_free(ig->admin);
     free(ig);
 }

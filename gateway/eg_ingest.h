@@ -20,7 +20,7 @@
 
 struct eg_ingest_stats {
     uint64_t msgs, accepted, rejected, duplicates, entries, quarantine_evicted;
-    uint64_t forwarded, withheld, access_entries, requests;
+    uint64_t forwarded, withheld, access_entries, requests, rate_limited;
 };
 
 struct eg_ingest;

@@ -35,6 +35,14 @@ struct fwd {
     uint64_t seq;
 };
 
+/* A token bucket of one source (rate limits). */
+struct bucket {
+    char key[80]; /* "d:D1" / "h:H1"; "" = free */
+    double tokens;
+    int64_t last_ms;
+};
+#define EG_BUCKETS 16384
+
 struct eg_ingest {
     struct eg_store *st;
     struct eg_vault *v;
@@ -52,6 +60,7 @@ struct eg_ingest {
     struct fwd *fwds;
     size_t nfwd, capfwd;
     struct eg_admin_keys *admin;
+    struct bucket *buckets; /* EG_BUCKETS, open addressing */
     int erased_in_tx;    /* an erasure in the open transaction */
     int want_checkpoint; /* an erasure committed: checkpoint the WAL (retried while busy) */
 };

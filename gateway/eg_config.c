@@ -61,6 +61,9 @@ static const struct opt opts[] = {
      "intake queue bound (messages); beyond it the MQTT reader waits"},
     {"queue_max_bytes", OPT_INT, O(queue_max_bytes), "67108864", 1048576, 4294967296LL, NULL,
      EG_CFG_GATEWAY, "intake queue bound (bytes); beyond it the MQTT reader waits"},
+    {"db_max_bytes", OPT_INT, O(db_max_bytes), "0", 0, 1LL << 50, NULL, EG_CFG_GATEWAY,
+     "the database may grow to at most this many bytes (0: no limit); beyond it writes fail "
+     "as on a full disk: receipts pause until there is room (raise it and send SIGHUP)"},
     {"source_rate", OPT_INT, O(source_rate), "100", 0, 1000000, NULL, EG_CFG_GATEWAY,
      "messages per second one device or hospital may send on average (0: no limit); "
      "above it (after source_burst) messages are answered rate_limited"},
@@ -223,6 +226,8 @@ void eg_config_free(struct eg_config *cfg)
             *(char **)slot = NULL;
         }
     }
+    free(cfg->config_path);
+    cfg->config_path = NULL;
 }
 
 eg_err eg_config_set(struct eg_config *cfg, const char *name, const char *value,
@@ -303,11 +308,15 @@ eg_err eg_config_parse_args(struct eg_config *cfg, int scope, int argc, char **a
             rc = eg_config_load_file(cfg, argv[i + 1], e);
             if (rc != EG_OK)
                 return rc;
+            free(cfg->config_path);
+            cfg->config_path = strdup(argv[i + 1]);
             i++;
         } else if (strncmp(argv[i], "--config=", 9) == 0) {
             eg_err rc = eg_config_load_file(cfg, argv[i] + 9, e);
             if (rc != EG_OK)
                 return rc;
+            free(cfg->config_path);
+            cfg->config_path = strdup(argv[i] + 9);
         }
     }
     /* pass 2: flags. A list option given as a flag replaces the file's values

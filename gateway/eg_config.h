@@ -51,6 +51,8 @@ struct eg_config {
     int64_t receipt_max_bytes;
     int64_t reply_max_bytes;
     int64_t source_rate, source_burst;
+    int64_t db_max_bytes;
+    char *config_path; /* the last -c FILE, for SIGHUP (not an option) */
     /* quarantine */
     int64_t quarantine_quota;
     int64_t quarantine_retention_days;

@@ -57,10 +57,18 @@ struct gw {
     atomic_int stop_pipeline;
     atomic_int pipeline_done;
     atomic_int degraded;     /* the last transaction failed */
+    atomic_int db_full;      /* the last transaction failed: database or disk full */
+    atomic_int_fast64_t max_bytes; /* db_max_bytes to apply (pipeline), -1 none */
     atomic_int unclean;      /* stopped with messages it could not commit */
     atomic_int chain_bad;    /* the chain could not be reloaded after a rollback */
     int64_t *acked;
 };
+
+static void status_sent(void *ctx, int outcome)
+{
+    (void)ctx;
+    (void)outcome; /* best effort: the outbox carries the next status */
+}
 
 static char *status_json(struct gw *g, const char *status, size_t *len)
 {
@@ -75,6 +83,26 @@ static char *status_json(struct gw *g, const char *status, size_t *len)
         s = egjson_print(o, len);
     cJSON_Delete(o);
     return s;
+}
+
+/* While the database is full nothing reaches the outbox (it is in the
+ * database): the main thread publishes this status directly, retained, so
+ * operators see why receipts stopped. The next successful transaction
+ * queues the normal `online` status, which replaces it. */
+static void status_degraded(struct gw *g)
+{
+    size_t len;
+    char *s = status_json(g, "online", &len);
+    cJSON *o = s ? cJSON_Parse(s) : NULL;
+    char *t = NULL;
+    free(s);
+    if (o && cJSON_AddStringToObject(o, "degraded",
+                                     "database full: receipts paused, nothing committed is lost; "
+                                     "waiting for room") &&
+        (t = egjson_print(o, &len)))
+        eg_mqtt_publish(g->mqtt, g->status_topic, t, len, 1, 1, NULL, status_sent, NULL);
+    free(t);
+    cJSON_Delete(o);
 }
 
 static eg_err put_status(struct gw *g, const char *status)
@@ -116,6 +144,7 @@ static eg_err put_stats(struct gw *g)
         cJSON_AddNumberToObject(o, "published", (double)eg_publisher_sent(g->pub)) &&
         cJSON_AddNumberToObject(o, "dropped_at_shutdown", (double)eg_mqtt_dropped(g->mqtt)) &&
         cJSON_AddBoolToObject(o, "degraded", atomic_load(&g->degraded)) &&
+        cJSON_AddBoolToObject(o, "db_full", atomic_load(&g->db_full)) &&
         (text = egjson_print(o, &len))) {
         rc = eg_outbox_put(g->st, topic, text, len, 0, 0, NULL);
         free(text);
@@ -244,6 +273,13 @@ static void *pipeline(void *arg)
         eg_err rc;
         size_t n = 0;
         int64_t now = eg_mono_ms();
+        int64_t want = atomic_exchange(&g->max_bytes, -1);
+
+        if (want >= 0) {
+            int64_t pages = eg_store_set_max_bytes(g->st, want);
+            log_msg(EG_LOG_INFO, "db_max_bytes %lld%s (max_page_count %lld)", (long long)want,
+                    want ? "" : " = no limit", (long long)pages);
+        }
 
         if (!pending) {
             pending = eg_queue_pop_many(g->q, (size_t)g->cfg->batch_max, stopping ? 0 : 20, &n);
@@ -306,6 +342,9 @@ static void *pipeline(void *arg)
             if (online)
                 atomic_store(&g->want_online, 1);
             atomic_store(&g->degraded, 1);
+            if (rc == EG_E_DB_FULL && !atomic_exchange(&g->db_full, 1))
+                log_msg(EG_LOG_ERROR, "database full: receipts paused; nothing committed is "
+                                      "lost; retrying until there is room (db_max_bytes or disk)");
             failures++;
             if (stopping) {
                 if (!give_up_at)
@@ -343,6 +382,8 @@ static void *pipeline(void *arg)
         }
         if (atomic_exchange(&g->degraded, 0))
             log_msg(EG_LOG_INFO, "transactions succeed again");
+        if (atomic_exchange(&g->db_full, 0))
+            atomic_store(&g->want_online, 1); /* replaces the degraded status */
         backoff = 0;
         failures = 0;
         give_up_at = 0;
@@ -378,7 +419,28 @@ static int fatal_code(eg_err rc)
     return rc == EG_E_KEY || rc == EG_E_USAGE || rc == EG_E_DB ? 2 : 1;
 }
 
-int eg_gateway_run(const struct eg_config *cfg, volatile sig_atomic_t *stop)
+/* SIGHUP: re-reads db_max_bytes from the config file (the only option that
+ * can change while running; the pipeline thread applies it). */
+static void reload_limits(struct gw *g)
+{
+    struct eg_config tmp;
+    struct eg_error e = {0};
+    if (!g->cfg->config_path) {
+        log_msg(EG_LOG_WARN, "SIGHUP: no -c file to re-read");
+        return;
+    }
+    if (eg_config_init(&tmp) != EG_OK || eg_config_load_file(&tmp, g->cfg->config_path, &e) != EG_OK) {
+        log_msg(EG_LOG_ERROR, "SIGHUP: %s: %s; nothing changed", g->cfg->config_path, e.detail);
+        eg_config_free(&tmp);
+        return;
+    }
+    log_msg(EG_LOG_INFO, "SIGHUP: %s re-read", g->cfg->config_path);
+    atomic_store(&g->max_bytes, tmp.db_max_bytes);
+    eg_config_free(&tmp);
+}
+
+int eg_gateway_run(const struct eg_config *cfg, volatile sig_atomic_t *stop,
+                   volatile sig_atomic_t *reload)
 {
     struct gw g;
     struct eg_error e = {0};
@@ -391,6 +453,7 @@ int eg_gateway_run(const struct eg_config *cfg, volatile sig_atomic_t *stop)
     memset(&g, 0, sizeof g);
     memset(&mo, 0, sizeof mo);
     g.cfg = cfg;
+    atomic_store(&g.max_bytes, cfg->db_max_bytes ? cfg->db_max_bytes : -1);
     if ((rc = eg_rng_new(&g.rng)) != EG_OK) {
         fprintf(stderr, "ehrgate: cannot seed the random generator\n");
         return 1;
@@ -464,9 +527,22 @@ int eg_gateway_run(const struct eg_config *cfg, volatile sig_atomic_t *stop)
             "started", cfg->name, g.gateway_id, cfg->db,
             (unsigned long long)eg_ingest_next_seq(g.ig));
 
-    while (!*stop) {
-        eg_mqtt_tick(g.mqtt);
-        usleep(100000);
+    {
+        int announced = 0;
+        while (!*stop) {
+            eg_mqtt_tick(g.mqtt);
+            if (reload && *reload) {
+                *reload = 0;
+                reload_limits(&g);
+            }
+            if (atomic_load(&g.db_full) && !announced && eg_mqtt_ready(g.mqtt)) {
+                status_degraded(&g);
+                announced = 1;
+            } else if (!atomic_load(&g.db_full)) {
+                announced = 0;
+            }
+            usleep(100000);
+        }
     }
 
     /* clean shutdown (SPEC §12) */

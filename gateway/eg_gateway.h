@@ -14,6 +14,9 @@
  * `offline` status, drain the outbox, disconnect. Returns the process exit
  * code: 0 clean, 2 bad configuration or keys (message on stderr), 1 other
  * fatal errors. */
-int eg_gateway_run(const struct eg_config *cfg, volatile sig_atomic_t *stop);
+/* Runs until *stop; *reload (SIGHUP) re-reads db_max_bytes from
+ * cfg->config_path. */
+int eg_gateway_run(const struct eg_config *cfg, volatile sig_atomic_t *stop,
+                   volatile sig_atomic_t *reload);
 
 #endif

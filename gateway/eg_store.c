@@ -349,6 +349,27 @@ out:
     return EG_OK;
 }
 
+static int64_t pragma_int(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *s;
+    int64_t v = -1;
+    if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK)
+        return -1;
+    if (sqlite3_step(s) == SQLITE_ROW)
+        v = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    return v;
+}
+
+int64_t eg_store_set_max_bytes(struct eg_store *st, int64_t bytes)
+{
+    char sql[80];
+    int64_t page = pragma_int(st->db, "PRAGMA page_size");
+    int64_t pages = bytes > 0 && page > 0 ? (bytes + page - 1) / page : 4294967294LL;
+    snprintf(sql, sizeof sql, "PRAGMA max_page_count = %lld", (long long)pages);
+    return pragma_int(st->db, sql);
+}
+
 void eg_store_set_outbox_key(struct eg_store *st, const uint8_t key[32], struct eg_rng *rng)
 {
     memcpy(st->outbox_key, key, 32);

@@ -32,6 +32,11 @@ eg_err eg_store_open(const char *path, int flags, struct eg_store **out, struct 
 /* Finalizes cached statements and closes. NULL is a no-op. */
 void eg_store_close(struct eg_store *st);
 
+/* Caps the database at about bytes (PRAGMA max_page_count; 0 = SQLite's
+ * own maximum). Beyond it writes fail with SQLITE_FULL, as on a full disk.
+ * Returns the page count limit now in force, or -1. */
+int64_t eg_store_set_max_bytes(struct eg_store *st, int64_t bytes);
+
 struct eg_rng;
 /* Gives the connection the outbox key (copied): from then on eg_outbox_put
  * seals payloads with it and eg_outbox_fetch opens sealed rows. */

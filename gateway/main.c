@@ -10,12 +10,14 @@
 #include "eg_log.h"
 #include "eg_version.h"
 
-static volatile sig_atomic_t stop_flag;
+static volatile sig_atomic_t stop_flag, reload_flag;
 
 static void on_signal(int sig)
 {
-    (void)sig;
-    stop_flag = 1;
+    if (sig == SIGHUP)
+        reload_flag = 1;
+    else
+        stop_flag = 1;
 }
 
 static void usage(FILE *out)
@@ -24,8 +26,8 @@ static void usage(FILE *out)
             "usage: ehrgate [-c FILE] [options]\n\n"
             "Health-data gateway: takes device telemetry over MQTT, commits it as FHIR R4\n"
             "entries to SQLite (encrypted), and answers each message with a receipt.\n"
-            "Stops cleanly on SIGINT/SIGTERM. Exit codes: 0 clean stop, 2 bad options or\n"
-            "keys, 1 other fatal errors.\n\n");
+            "Stops cleanly on SIGINT/SIGTERM; SIGHUP re-reads db_max_bytes from the -c file.\n"
+            "Exit codes: 0 clean stop, 2 bad options or keys, 1 other fatal errors.\n\n");
     eg_config_print_help(out, EG_CFG_GATEWAY);
     fprintf(out, "  --version                      print the version\n"
                  "  -h, --help                     this help\n");
@@ -78,9 +80,10 @@ int main(int argc, char **argv)
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    code = eg_gateway_run(&cfg, &stop_flag);
+    code = eg_gateway_run(&cfg, &stop_flag, &reload_flag);
     eg_config_free(&cfg);
     return code;
 }

@@ -199,5 +199,71 @@ class Crash(unittest.TestCase):
             env.close()
 
 
+
+class CrashErasure(unittest.TestCase):
+    """SIGKILL while erasures commit (issue 7): each erasure is all or
+    nothing — the key shredded together with its erasure entry and the end
+    of the grants, or none of it — and the chain verifies after every kill."""
+
+    def test_sigkill_during_erasure_is_atomic(self):
+        import sqlite3
+        import subprocess
+        from test_consent import GRANTEES, Party, Requester, now_iso
+        env = Env("crash-erase")
+        try:
+            n = 6
+            parties = []
+            for i in range(n):
+                p = Party(env, "p%d" % i)
+                parties.append(p)
+                env.ctl("register", "patient", "P%d" % i, "--pubkey", p.pub)
+                env.ctl("register", "device", "D%d" % i, "--patient", "P%d" % i,
+                        "--type", "monitor")
+            env.gw.extra = GRANTEES + ["--block-interval-ms", "20", "--block-max-entries", "3"]
+            env.gw.start()
+            dev = env.client("dev", subscribe=("ehr/device/+/receipts",))
+            for i in range(n):
+                shas = [dev.publish("ehr/device/D%d/telemetry" % i,
+                                    telemetry(s, ts=now_iso(-5))) for s in range(1, 6)]
+                for sha in shas:
+                    self.assertEqual(dev.receipt_for(sha)["status"], "accepted")
+            app = Requester(env, "app", ["ehr/patient/+/replies/#"])
+            rng = random.Random(7)
+            for i in range(n):
+                topic = "ehr/patient/P%d/request" % i
+                body = parties[i].body({"op": "erase"})
+                app.publish(topic, body, sig=parties[i].sign(topic, body),
+                            response_topic="ehr/patient/P%d/replies/x" % i, corr=b"e")
+                # a few more readings of others in flight, then SIGKILL
+                for j in range(n):
+                    if j != i:
+                        dev.publish("ehr/device/D%d/telemetry" % j,
+                                    telemetry(100 + i, ts=now_iso(-5)))
+                time.sleep(rng.uniform(0, 0.03))
+                env.gw.kill()
+                db = sqlite3.connect("file:%s?mode=ro" % os.path.join(env.dir, "gw.db"),
+                                     uri=True)
+                try:
+                    shredded = db.execute("SELECT count(*) FROM patient_keys WHERE"
+                                          " patient_id = ? AND wrapped IS NULL",
+                                          ("P%d" % i,)).fetchone()[0]
+                    entry = db.execute("SELECT count(*) FROM entries WHERE kind = 'erasure'"
+                                       " AND patient = ?", ("P%d" % i,)).fetchone()[0]
+                finally:
+                    db.close()
+                self.assertEqual(shredded, entry, "erasure of P%d half done" % i)
+                v = env.ctl("verify", "--master-key", os.path.join(env.dir, "master.key"),
+                            check=False)
+                self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
+                env.gw.start()
+            # after the last restart, every queued request was processed
+            time.sleep(1)
+            env.gw.stop()
+            v = env.ctl("verify", "--master-key", os.path.join(env.dir, "master.key"),
+                        check=False)
+            self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
+        finally:
+            env.close()
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -44,6 +44,9 @@ struct auth {
     char blocks_topic[256], stats_topic[256];
     struct rec *recs;
     size_t nrecs, cap;
+    size_t *index, index_cap; /* entry_id -> recs index + 1, open addressing */
+    size_t first_open;        /* every record below is verified or failed */
+    uint64_t waiting;         /* records without a checked proof yet */
     uint8_t *seen; /* by feed_seq */
     size_t seen_cap;
     uint64_t low, high, have_high;
@@ -52,6 +55,8 @@ struct auth {
     size_t nexpect;
     uint64_t received, dups, ok, failed, unexpected, erased, blocks, gaps_asked;
     uint64_t inflight;
+    int tail_check;    /* at the end: ask since(low) once more */
+    int since_pending; /* a since request waits for its reply */
     cJSON *stats;
 };
 
@@ -94,12 +99,50 @@ static int add_expect(struct auth *a, const char *id)
     return 0;
 }
 
+static size_t id_hash(const char *s)
+{
+    size_t h = 1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
 static struct rec *find(struct auth *a, const char *entry_id)
 {
-    for (size_t i = a->nrecs; i-- > 0;)
-        if (strcmp(a->recs[i].entry_id, entry_id) == 0)
-            return &a->recs[i];
+    if (!a->index_cap)
+        return NULL;
+    for (size_t h = id_hash(entry_id) % a->index_cap; a->index[h]; h = (h + 1) % a->index_cap)
+        if (strcmp(a->recs[a->index[h] - 1].entry_id, entry_id) == 0)
+            return &a->recs[a->index[h] - 1];
     return NULL;
+}
+
+/* Indexes recs[i]; grows the table at half load. */
+static int index_add(struct auth *a, size_t i)
+{
+    if ((a->nrecs + 1) * 2 > a->index_cap) {
+        size_t ncap = a->index_cap ? a->index_cap * 2 : 1024;
+        size_t *ni = calloc(ncap, sizeof *ni);
+        if (!ni)
+            return -1;
+        for (size_t k = 0; k < a->index_cap; k++)
+            if (a->index[k]) {
+                size_t h = id_hash(a->recs[a->index[k] - 1].entry_id) % ncap;
+                while (ni[h])
+                    h = (h + 1) % ncap;
+                ni[h] = a->index[k];
+            }
+        free(a->index);
+        a->index = ni;
+        a->index_cap = ncap;
+    }
+    {
+        size_t h = id_hash(a->recs[i].entry_id) % a->index_cap;
+        while (a->index[h])
+            h = (h + 1) % a->index_cap;
+        a->index[h] = i + 1;
+    }
+    return 0;
 }
 
 static void mark_seen(struct auth *a, uint64_t fs)
@@ -172,6 +215,8 @@ static void take_entry(struct auth *a, int64_t feed_seq, const char *bytes, size
     if (r->bytes)
         memcpy(r->bytes, bytes, len);
     r->len = len;
+    a->waiting++;
+    index_add(a, a->nrecs - 1);
     cJSON_Delete(j);
 }
 
@@ -232,6 +277,10 @@ static void on_message(struct auth *a, struct eg_msg *m)
     }
     if (strcmp(m->topic, a->since_reply) == 0) {
         const cJSON *it;
+        const cJSON *more = cJSON_GetObjectItemCaseSensitive(j, "more");
+        a->since_pending = 0;
+        if (cJSON_IsTrue(more))
+            a->tail_check = 1; /* a long tail: ask again from the new low */
         cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(j, "items"))
         {
             uint64_t fs;
@@ -249,6 +298,7 @@ static void on_message(struct auth *a, struct eg_msg *m)
             const char *status = egjson_str(j, "status");
             a->inflight--;
             if (status && strcmp(status, "ok") == 0) {
+                a->waiting--;
                 if (check_proof(a, r, j) == 0) {
                     r->state = 2;
                     a->ok++;
@@ -267,6 +317,7 @@ static void on_message(struct auth *a, struct eg_msg *m)
                 if (++r->tries > 60) {
                     r->state = 3;
                     a->failed++;
+                    a->waiting--;
                 }
             }
         }
@@ -276,7 +327,9 @@ static void on_message(struct auth *a, struct eg_msg *m)
 
 static void ask(struct auth *a, int64_t now)
 {
-    for (size_t i = 0; i < a->nrecs && a->inflight < 64; i++) {
+    while (a->first_open < a->nrecs && a->recs[a->first_open].state >= 2)
+        a->first_open++;
+    for (size_t i = a->first_open; i < a->nrecs && a->inflight < 64; i++) {
         struct rec *r = &a->recs[i];
         char body[160];
         uint64_t idx = i;
@@ -291,13 +344,15 @@ static void ask(struct auth *a, int64_t now)
         a->inflight++;
     }
     /* a request whose reply never came */
-    for (size_t i = 0; i < a->nrecs; i++)
+    for (size_t i = a->first_open; i < a->nrecs; i++)
         if (a->recs[i].state == 1 && now > a->recs[i].next_try) {
             a->recs[i].state = 0;
             a->inflight--;
         }
-    /* feed gap: the lowest missing feed_seq stayed missing for 2 s */
-    if (a->have_high && a->low <= a->high && now - a->low_since > 2000) {
+    /* feed gap: the lowest missing feed_seq stayed missing for 2 s; or the
+     * final catch-up (tail_check) for anything after the last one seen */
+    if ((a->have_high && a->low <= a->high && now - a->low_since > 2000) ||
+        (a->tail_check && !a->since_pending)) {
         char body[128];
         snprintf(body, sizeof body, "{\"op\":\"since\",\"feed_seq\":%llu,\"limit\":200}",
                  (unsigned long long)a->low);
@@ -305,6 +360,8 @@ static void ask(struct auth *a, int64_t now)
                         0) == 0) {
             a->gaps_asked++;
             a->low_since = now;
+            a->since_pending = 1;
+            a->tail_check = 0;
         }
     }
 }
@@ -320,11 +377,9 @@ static void line(struct auth *a, int final)
     static long long prev_entries = -1;
     static int64_t prev_at;
     static double rate;
-    uint64_t waiting = 0;
+    uint64_t waiting = a->waiting;
     long long entries = stat_of(a, "entries"), receipts;
     int64_t now = eg_mono_ms();
-    for (size_t i = 0; i < a->nrecs; i++)
-        waiting += a->recs[i].state < 2;
     /* records/s from the gateway's own stats, over at least 2 s */
     if (entries >= 0 && (prev_entries < 0 || now - prev_at >= 2000)) {
         if (prev_entries >= 0 && entries >= prev_entries)
@@ -460,13 +515,14 @@ int sim_cmd_authority(int argc, char **argv)
     end = a.o.duration_s > 0 ? start + (int64_t)(a.o.duration_s * 1000) : INT64_MAX;
     for (int phase = 0; phase < 2; phase++) {
         if (phase == 1) {
-            /* drain: proofs of records still waiting for their block */
+            /* drain: one last since for whatever came after the last record
+             * seen, then the proofs of records still waiting for their block */
             sim_stop = 0;
             end = eg_mono_ms() + (int64_t)(drain * 1000);
+            a.tail_check = 1;
         }
         while (!sim_stop && eg_mono_ms() < end) {
             size_t n;
-            uint64_t waiting = 0;
             struct eg_msg *list = eg_queue_pop_many(a.q, 1024, 50, &n);
             for (struct eg_msg *m = list; m; m = m->next)
                 on_message(&a, m);
@@ -476,9 +532,7 @@ int sim_cmd_authority(int argc, char **argv)
                 ask(&a, eg_mono_ms());
             if (!a.o.quiet)
                 line(&a, 0);
-            for (size_t i = 0; i < a.nrecs; i++)
-                waiting += a.recs[i].state < 2;
-            if (phase == 1 && waiting == 0)
+            if (phase == 1 && a.waiting == 0 && !a.tail_check && !a.since_pending)
                 break;
         }
     }
@@ -506,6 +560,7 @@ out:
     for (size_t i = 0; i < a.nrecs; i++)
         free(a.recs[i].bytes);
     free(a.recs);
+    free(a.index);
     free(a.seen);
     for (size_t i = 0; i < a.nexpect; i++)
         free(a.expect[i]);

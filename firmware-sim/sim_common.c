@@ -216,7 +216,7 @@ int sim_link_bounce(struct sim_link *l)
     struct eg_error e = {0};
     /* a fresh client: Paho does not reliably connect again a client it
      * disconnected, and destroying a connected one leaks its buffers */
-    eg_mqtt_disconnect(l->m, 200);
+    eg_mqtt_disconnect(l->m, 0); /* in-flight messages are abandoned, as on a radio loss */
     eg_mqtt_free(l->m);
     l->m = NULL;
     l->gen = 0;

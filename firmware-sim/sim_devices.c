@@ -23,7 +23,6 @@ struct vitals {
     double base_hr, base_spo2, base_temp, base_sys, base_dia, base_glucose, base_resp;
     int episode; /* readings left in an anomaly */
     char type[24];
-    uint64_t last_seq; /* for conflict faults */
 };
 
 static double walk(struct sim_rand *r, double v, double base, double pull, double sd)
@@ -94,37 +93,33 @@ static size_t put(char *buf, size_t size, size_t at, const char *fmt, ...)
     return n < 0 ? at : at + (size_t)n;
 }
 
+/* The readings a device of type v->type sends. The range fault makes the
+ * first reading implausible and the unit fault gives it an unknown unit,
+ * whatever the device type. */
 static size_t readings(struct vitals *v, struct sim_rand *r, unsigned *fault, char *b, size_t size)
 {
     const char *t = v->type;
-    int all = strcmp(t, "monitor") == 0;
+    int all = strcmp(t, "monitor") == 0, bad_range = !!(*fault & SIM_F_RANGE);
+    int bad_unit = !!(*fault & SIM_F_UNIT);
     size_t at = 0;
-    double hr = v->hr, spo2 = v->spo2;
-    if (*fault & SIM_F_RANGE) {
-        spo2 = 150; /* a broken sensor */
-        *fault &= ~SIM_F_RANGE;
-        if (!(all || strcmp(t, "pulse_oximeter") == 0))
-            hr = 400;
-    }
+    *fault &= ~(SIM_F_RANGE | SIM_F_UNIT);
 #define SEP (at ? "," : "")
-    if (all || strcmp(t, "pulse_oximeter") == 0 || strcmp(t, "bp_monitor") == 0) {
-        if (*fault & SIM_F_UNIT) {
-            at = put(b, size, at, "%s{\"type\":\"heart_rate\",\"value\":%.0f,\"unit\":\"Hz\"}", SEP,
-                     hr);
-            *fault &= ~SIM_F_UNIT;
-        } else {
-            at = put(b, size, at, "%s{\"type\":\"heart_rate\",\"value\":%.0f}", SEP, hr);
-        }
-    }
+#define FIRST (at == 0)
+    if (all || strcmp(t, "pulse_oximeter") == 0 || strcmp(t, "bp_monitor") == 0)
+        at = put(b, size, at, "%s{\"type\":\"heart_rate\",\"value\":%.0f%s}", SEP,
+                 FIRST && bad_range ? 400.0 : v->hr, FIRST && bad_unit ? ",\"unit\":\"Hz\"" : "");
     if (all || strcmp(t, "pulse_oximeter") == 0)
-        at = put(b, size, at, "%s{\"type\":\"spo2\",\"value\":%.0f,\"unit\":\"%%\"}", SEP, spo2);
+        at = put(b, size, at, "%s{\"type\":\"spo2\",\"value\":%.0f,\"unit\":\"%%\"}", SEP, v->spo2);
     if (all || strcmp(t, "bp_monitor") == 0)
         at = put(b, size, at, "%s{\"type\":\"blood_pressure\",\"systolic\":%.0f,\"diastolic\":%.0f}",
                  SEP, v->sys, v->dia);
     if (all)
         at = put(b, size, at, "%s{\"type\":\"resp_rate\",\"value\":%.0f}", SEP, v->resp);
     if (all || strcmp(t, "thermometer") == 0) {
-        if (sim_rand_uniform(r) < 0.3)
+        if (FIRST && (bad_range || bad_unit))
+            at = put(b, size, at, "%s{\"type\":\"body_temp\",\"value\":%.1f,\"unit\":\"%s\"}",
+                     SEP, bad_range ? 60.0 : v->temp + 273.15, bad_range ? "Cel" : "K");
+        else if (sim_rand_uniform(r) < 0.3)
             at = put(b, size, at, "%s{\"type\":\"body_temp\",\"value\":%.1f,\"unit\":\"[degF]\"}",
                      SEP, v->temp * 9 / 5 + 32);
         else
@@ -132,7 +127,10 @@ static size_t readings(struct vitals *v, struct sim_rand *r, unsigned *fault, ch
                      v->temp);
     }
     if (all || strcmp(t, "glucometer") == 0) {
-        if (sim_rand_uniform(r) < 0.3)
+        if (FIRST && (bad_range || bad_unit))
+            at = put(b, size, at, "%s{\"type\":\"glucose\",\"value\":%.0f,\"unit\":\"%s\"}", SEP,
+                     bad_range ? 5000.0 : v->glucose, bad_range ? "mg/dL" : "mg");
+        else if (sim_rand_uniform(r) < 0.3)
             at = put(b, size, at, "%s{\"type\":\"glucose\",\"value\":%.1f,\"unit\":\"mmol/L\"}", SEP,
                      v->glucose / 18.016);
         else
@@ -140,13 +138,17 @@ static size_t readings(struct vitals *v, struct sim_rand *r, unsigned *fault, ch
                      v->glucose);
     }
     if (all || strcmp(t, "scale") == 0) {
-        if (sim_rand_uniform(r) < 0.3)
+        if (FIRST && (bad_range || bad_unit))
+            at = put(b, size, at, "%s{\"type\":\"body_weight\",\"value\":%.1f,\"unit\":\"%s\"}",
+                     SEP, bad_range ? 900.0 : v->weight / 6.35, bad_range ? "kg" : "stone");
+        else if (sim_rand_uniform(r) < 0.3)
             at = put(b, size, at, "%s{\"type\":\"body_weight\",\"value\":%.1f,\"unit\":\"[lb_av]\"}",
                      SEP, v->weight * 2.20462);
         else
             at = put(b, size, at, "%s{\"type\":\"body_weight\",\"value\":%.1f,\"unit\":\"kg\"}",
                      SEP, v->weight);
     }
+#undef FIRST
 #undef SEP
     return at;
 }
@@ -161,11 +163,10 @@ static char *gen_device(struct sim_engine *e, struct sim_source *s, uint64_t seq
     size_t n;
 
     if (*fault & SIM_F_CONFLICT) {
-        if (v->last_seq == 0) {
-            *fault &= ~SIM_F_CONFLICT; /* nothing sent yet to conflict with */
-        } else {
-            seq = v->last_seq; /* same seq, new reading: other bytes */
-        }
+        if (s->last_ok_seq == 0)
+            *fault &= ~SIM_F_CONFLICT; /* nothing stored yet to conflict with */
+        else
+            seq = s->last_ok_seq; /* a stored seq, a new reading: other bytes */
     }
     vitals_step(v, r, now);
     eg_time_format((*fault & SIM_F_SKEW) ? now + 600000 : now - 200, ts);
@@ -176,8 +177,6 @@ static char *gen_device(struct sim_engine *e, struct sim_source *s, uint64_t seq
     *len = (size_t)snprintf(out, n + 128, "{\"seq\":%llu,\"ts\":\"%s\",\"readings\":[%s]}",
                             (unsigned long long)seq, ts, body);
     snprintf(msg_id, 72, "%llu", (unsigned long long)seq);
-    if (!(*fault & SIM_F_CONFLICT))
-        v->last_seq = seq;
     return out;
 }
 
@@ -194,7 +193,9 @@ static void usage(FILE *f)
             "  --rate R            messages per second per device (default 1)\n"
             "  --per-conn N        devices sharing one MQTT connection (default 100, max %d)\n"
             "  --buffer N          unreceipted messages kept per device (default 1000)\n"
-            "  --receipt-timeout MS  resend after this long without a receipt (default 5000)\n"
+            "  --receipt-timeout MS  first resend after this long without a receipt (default\n"
+            "                      5000); each further one waits twice as long, up to 60 s\n"
+            "  --window N          most messages per device waiting for a receipt (default 50)\n"
             "  --keys DIR          sign with DIR/{device}.key where it exists\n"
             "  --drain S           at the end, wait up to S s for outstanding receipts (default 15)\n"
             "  --max-payload N     the gateway's max_payload_bytes, for oversized (262144)\n"
@@ -210,7 +211,7 @@ int sim_cmd_devices(int argc, char **argv)
     struct sim_opts o;
     struct sim_engine_cfg cfg;
     const char *id_prefix = "D", *keys = NULL, *faults = NULL;
-    long count = 10, first = 1, per = 100, buffer = 1000, timeout = 5000, maxp = 262144;
+    long count = 10, first = 1, per = 100, buffer = 1000, timeout = 5000, maxp = 262144, window = 50;
     double rate = 1, drain = 15;
     struct sim_source *src;
     struct vitals *models;
@@ -235,7 +236,8 @@ int sim_cmd_devices(int argc, char **argv)
             (strcmp(a, "--buffer") == 0 && sim_parse_int(a, v, 1, 1000000, &buffer) != 0) ||
             (strcmp(a, "--receipt-timeout") == 0 &&
              sim_parse_int(a, v, 50, 3600000, &timeout) != 0) ||
-            (strcmp(a, "--max-payload") == 0 && sim_parse_int(a, v, 1, 1L << 30, &maxp) != 0) ||
+            (strcmp(a, "--max-payload") == 0 && sim_parse_int(a, v, 256, 1L << 30, &maxp) != 0) ||
+            (strcmp(a, "--window") == 0 && sim_parse_int(a, v, 1, 100000, &window) != 0) ||
             (strcmp(a, "--rate") == 0 && sim_parse_double(a, v, 0.001, 10000, &rate) != 0) ||
             (strcmp(a, "--drain") == 0 && sim_parse_double(a, v, 0, 86400, &drain) != 0))
             return 2;
@@ -252,7 +254,7 @@ int sim_cmd_devices(int argc, char **argv)
         else if (strcmp(a, "--count") && strcmp(a, "--first") && strcmp(a, "--per-conn") &&
                  strcmp(a, "--buffer") && strcmp(a, "--receipt-timeout") &&
                  strcmp(a, "--max-payload") && strcmp(a, "--rate") && strcmp(a, "--drain") &&
-                 strcmp(a, "--cert-dir")) {
+                 strcmp(a, "--cert-dir") && strcmp(a, "--window")) {
             return sim_arg_unknown("devices", a);
         }
     }
@@ -262,6 +264,11 @@ int sim_cmd_devices(int argc, char **argv)
     }
     if (sim_faults_parse(faults, &cfg.faults, cfg.fault_p) != 0)
         return 2;
+    if ((cfg.faults & SIM_F_BADSIG) && !keys) {
+        fprintf(stderr, "ehrgate-sim devices: --fault badsig needs --keys (unsigned messages "
+                        "have no signature to break)\n");
+        return 2;
+    }
     src = calloc((size_t)count, sizeof *src);
     models = calloc((size_t)count, sizeof *models);
     if (!src || !models) {
@@ -294,6 +301,7 @@ int sim_cmd_devices(int argc, char **argv)
         cfg.per_conn = cfg.cert_dir ? 1 : (int)per; /* a certificate is one identity */
         cfg.buffer = (int)buffer;
         cfg.receipt_timeout_ms = (int)timeout;
+        cfg.window = (int)window;
         cfg.rate = rate;
         cfg.drain_s = drain;
         cfg.max_payload = maxp;

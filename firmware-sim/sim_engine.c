@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -25,7 +27,7 @@
 #include "eg_time.h"
 
 #define TICK_MS 10
-#define MAX_SENDS_PER_TICK 4000
+#define MAX_SENDS_PER_TICK 2000
 
 static const char *const codes[] = {
     "parse",      "schema",  "unsupported", "too_large", "unknown_device", "unknown_hospital",
@@ -80,6 +82,7 @@ struct sim_engine {
     struct sim_rand rand;
     struct eg_rng *rng;
     struct sim_stats st;
+    int lock_fd;
     size_t *map; /* open addressing: receipts topic -> source index + 1 */
     size_t mapsize;
 };
@@ -109,6 +112,18 @@ static int state_open(struct sim_engine *e)
         return -1;
     }
     snprintf(path, sizeof path, "%s/%s.db", e->cfg->o->state_dir, e->cfg->kind);
+    /* one process per state file: two would make the same seqs twice */
+    {
+        char lock[1100];
+        snprintf(lock, sizeof lock, "%s.lock", path);
+        e->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (e->lock_fd < 0 || flock(e->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+            fprintf(stderr, "ehrgate-sim: %s is in use by another ehrgate-sim (use another "
+                            "--state)\n",
+                    path);
+            return -1;
+        }
+    }
     if (sqlite3_open(path, &e->db) != SQLITE_OK) {
         fprintf(stderr, "ehrgate-sim: %s: %s\n", path, sqlite3_errmsg(e->db));
         return -1;
@@ -265,7 +280,7 @@ static void on_receipt(struct sim_engine *e, struct sim_source *s, const cJSON *
         for (int i = 0; i < s->npend && found < 0; i++)
             if (memcmp(s->pend[i].sha, sha, 32) == 0)
                 found = i;
-    if (found < 0 && msg_id && strcmp(status, "rejected") != 0)
+    if (found < 0 && msg_id && !sha_hex && strcmp(status, "rejected") != 0)
         for (int i = 0; i < s->npend && found < 0; i++)
             if (strcmp(s->pend[i].msg_id, msg_id) == 0)
                 found = i;
@@ -297,15 +312,17 @@ static void on_receipt(struct sim_engine *e, struct sim_source *s, const cJSON *
     {
         const char *code = egjson_str(cJSON_GetObjectItemCaseSensitive(r, "error"), "code");
         if (code && strcmp(code, "rate_limited") == 0) {
-            /* not settled: sent again after the receipt timeout */
-            s->pend[found].sent_ms = eg_mono_ms();
+            /* not settled: sent again later, with the message's backoff */
             return;
         }
     }
-    if (strcmp(status, "accepted") == 0 || strcmp(status, "duplicate") == 0)
+    if (strcmp(status, "accepted") == 0 || strcmp(status, "duplicate") == 0) {
+        const char *m = s->pend[found].msg_id, *dash = strrchr(m, '-');
         e->st.accepted++;
-    else
+        s->last_ok_seq = strtoull(dash ? dash + 1 : m, NULL, 10);
+    } else {
         e->st.rejected++;
+    }
     pend_remove(e, s, found);
 }
 
@@ -330,15 +347,30 @@ static void drain_queue(struct sim_engine *e)
 
 /* ---- sending ------------------------------------------------------------------ */
 
+/* Sends p; the next try waits receipt_timeout, doubling with every attempt
+ * up to 60 s, with jitter, so a backlog does not turn into a flood. */
 static int send_pend(struct sim_engine *e, struct sim_source *s, struct sim_pend *p, int64_t now)
 {
+    int64_t wait = e->cfg->receipt_timeout_ms;
     if (sim_publish(&e->links[s->link], s->topic, p->payload, p->len, p->sig, NULL, NULL, 0) != 0)
         return -1;
     if (p->attempts++)
         e->st.resent++;
     else
         e->st.sent++;
+    for (int k = 1; k < p->attempts && wait < 60000; k++)
+        wait *= 2;
+    if (wait > 60000)
+        wait = 60000;
     p->sent_ms = now;
+    p->next_ms = now + wait + (int64_t)(sim_rand_uniform(&e->rand) * (double)wait * 0.2);
+    if (p->fault & SIM_F_DUPLICATE)
+        sim_publish(&e->links[s->link], s->topic, p->payload, p->len, p->sig, NULL, NULL, 0);
+    if (p->fault & SIM_F_DISCONNECT) {
+        e->st.reconnects++;
+        sim_link_bounce(&e->links[s->link]);
+    }
+    p->fault = 0; /* once */
     return 0;
 }
 
@@ -367,7 +399,8 @@ static void produce(struct sim_engine *e, struct sim_source *s, sim_gen_fn gen, 
     e->st.generated++;
     if (fault & SIM_F_MALFORMED)
         len = len > 2 ? len / 2 : 1;
-    if ((fault & SIM_F_OVERSIZED) && e->cfg->max_payload > 0) {
+    if ((fault & SIM_F_OVERSIZED) && e->cfg->max_payload > 0 &&
+        (size_t)e->cfg->max_payload + 1 > len) {
         size_t big = (size_t)e->cfg->max_payload + 1;
         char *np = realloc(payload, big + 1);
         if (np) {
@@ -397,6 +430,7 @@ static void produce(struct sim_engine *e, struct sim_source *s, sim_gen_fn gen, 
     p.len = len;
     p.sig = s->key ? strdup(sig) : NULL;
     p.created_ms = eg_now_ms();
+    p.fault = fault & (SIM_F_DUPLICATE | SIM_F_DISCONNECT); /* applied when sent */
     eg_sha256(payload, len, p.sha);
     s->next_seq++;
     /* bounded buffer: the oldest goes, counted */
@@ -424,18 +458,10 @@ static void produce(struct sim_engine *e, struct sim_source *s, sim_gen_fn gen, 
     if (sqlite3_step(e->upd) != SQLITE_DONE)
         fprintf(stderr, "ehrgate-sim: state: %s\n", sqlite3_errmsg(e->db));
     sqlite3_reset(e->upd);
-    if (pend_push(s, &p) != 0) {
+    if (pend_push(s, &p) != 0)
         pend_free(&p);
-        return;
-    }
-    if (send_pend(e, s, &s->pend[s->npend - 1], now) == 0) {
-        if (fault & SIM_F_DUPLICATE)
-            sim_publish(&e->links[s->link], s->topic, p.payload, p.len, p.sig, NULL, NULL, 0);
-        if (fault & SIM_F_DISCONNECT) {
-            e->st.reconnects++;
-            sim_link_bounce(&e->links[s->link]);
-        }
-    }
+    /* sent after the tick's COMMIT: never on the air before it is stored */
+    (void)now;
 }
 
 /* ---- the loop ---------------------------------------------------------------- */
@@ -480,38 +506,59 @@ static void tick(struct sim_engine *e, sim_gen_fn gen, int generate, int64_t now
         sim_link_tick(&e->links[k]);
         g = e->links[k].m ? eg_mqtt_generation(e->links[k].m) : 0;
         if (g != e->links[k].gen && sim_link_ready(&e->links[k])) {
-            /* (re)connected: everything unreceipted goes again */
+            /* (re)connected: everything unreceipted goes again, spread over
+             * one receipt timeout rather than all at once */
             if (e->links[k].gen || e->st.generated)
                 e->st.reconnects += e->links[k].gen != 0; /* bounces count themselves */
             e->links[k].gen = g;
             for (size_t i = 0; i < e->n; i++)
                 if (e->src[i].link == k)
-                    for (int j = 0; j < e->src[i].npend; j++)
+                    for (int j = 0; j < e->src[i].npend; j++) {
                         e->src[i].pend[j].sent_ms = 0;
+                        e->src[i].pend[j].next_ms =
+                            now + (int64_t)(sim_rand_uniform(&e->rand) *
+                                            (double)e->cfg->receipt_timeout_ms);
+                    }
         }
     }
-    drain_queue(e);
+    /* receipts settle and new messages are stored in one transaction ... */
     db_exec(e->db, "BEGIN");
-    for (size_t i = 0; i < e->n; i++) {
+    drain_queue(e);
+    for (size_t i = 0; generate && interval > 0 && i < e->n; i++) {
         struct sim_source *s = &e->src[i];
-        int ready = sim_link_ready(&e->links[s->link]);
-        for (int j = 0; ready && j < s->npend && budget > 0; j++) {
-            struct sim_pend *p = &s->pend[j];
-            if (p->sent_ms == 0 || now - p->sent_ms >= e->cfg->receipt_timeout_ms) {
-                if (send_pend(e, s, p, now) != 0)
-                    break;
-                budget--;
-            }
-        }
-        if (generate && interval > 0 && now >= s->next_due) {
+        if (now >= s->next_due) {
             /* firmware keeps measuring while offline: the buffer holds it */
-            produce(e, s, gen, ready ? now : 0);
+            produce(e, s, gen, now);
             s->next_due += (int64_t)(interval * (0.8 + 0.4 * sim_rand_uniform(&e->rand)));
             if (s->next_due < now - 5000)
                 s->next_due = now; /* after a stall: no catch-up burst */
         }
     }
-    db_exec(e->db, "COMMIT");
+    if (db_exec(e->db, "COMMIT") != 0) {
+        db_exec(e->db, "ROLLBACK");
+        return; /* nothing is sent that is not stored */
+    }
+    /* ... and only then does anything go on the air: at most `window`
+     * messages per source waiting for their receipt, each resent with its
+     * own backoff */
+    for (size_t i = 0; i < e->n && budget > 0; i++) {
+        struct sim_source *s = &e->src[i];
+        int recent = 0;
+        if (!sim_link_ready(&e->links[s->link]))
+            continue;
+        for (int j = 0; j < s->npend; j++)
+            recent += s->pend[j].sent_ms && now < s->pend[j].next_ms;
+        for (int j = 0; j < s->npend && budget > 0 && recent < e->cfg->window; j++) {
+            struct sim_pend *p = &s->pend[j];
+            int was_recent = p->sent_ms && now < p->next_ms;
+            if (was_recent || now < p->next_ms)
+                continue;
+            if (send_pend(e, s, p, now) != 0)
+                break;
+            recent++;
+            budget--;
+        }
+    }
 }
 
 static void write_summary(struct sim_engine *e, const char *path)
@@ -555,6 +602,7 @@ int sim_engine_run(const struct sim_engine_cfg *cfg, struct sim_source *src, siz
     int64_t start = eg_mono_ms(), end, now;
 
     memset(&e, 0, sizeof e);
+    e.lock_fd = -1;
     e.cfg = cfg;
     e.src = src;
     e.n = n;
@@ -562,6 +610,12 @@ int sim_engine_run(const struct sim_engine_cfg *cfg, struct sim_source *src, siz
     if (n == 0 || eg_rng_new(&e.rng) != EG_OK || state_open(&e) != 0 || state_load(&e) != 0 ||
         map_build(&e) != 0 || !(e.q = eg_queue_new(200000, (size_t)256 << 20)))
         goto out;
+    for (size_t i = 0; i < n; i++)
+        if (strlen(src[i].receipts) >= EG_TOPIC_FILTER_MAX ||
+            strlen(src[i].topic) + 1 >= sizeof src[i].topic) {
+            fprintf(stderr, "ehrgate-sim: topics of %s too long (--topic-prefix)\n", src[i].id);
+            goto out;
+        }
     e.nlinks = (int)((n + (size_t)cfg->per_conn - 1) / (size_t)cfg->per_conn);
     if (!(e.links = calloc((size_t)e.nlinks, sizeof *e.links)))
         goto out;
@@ -571,7 +625,7 @@ int sim_engine_run(const struct sim_engine_cfg *cfg, struct sim_source *src, siz
         int nf = 0;
         for (size_t i = (size_t)k * (size_t)cfg->per_conn; i < n && nf < cfg->per_conn; i++) {
             src[i].link = k;
-            snprintf(filters[nf++], EG_TOPIC_FILTER_MAX, "%s", src[i].receipts);
+            memcpy(filters[nf++], src[i].receipts, strlen(src[i].receipts) + 1); /* checked */
         }
         /* stable per fleet slice, so the broker's session survives a restart */
         snprintf(client, sizeof client, "sim-%s-%s", cfg->kind, src[(size_t)k * cfg->per_conn].id);
@@ -638,5 +692,7 @@ out:
         sqlite3_close(e.db);
     free(e.map);
     eg_rng_free(e.rng);
+    if (e.lock_fd >= 0)
+        close(e.lock_fd); /* releases the lock */
     return code;
 }

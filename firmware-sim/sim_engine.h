@@ -44,7 +44,9 @@ struct sim_pend {
     size_t len;
     char *sig;
     int64_t created_ms, sent_ms;
+    int64_t next_ms;  /* when it may be sent (again): 0 = now */
     int attempts;
+    unsigned fault;   /* send-time faults of this message (duplicate, disconnect) */
 };
 
 struct sim_source {
@@ -56,6 +58,7 @@ struct sim_source {
     int npend, cap;
     int link;
     int64_t next_due;
+    uint64_t last_ok_seq;  /* the last seq a receipt settled as accepted (conflict probes) */
     struct eg_key *key; /* signs its messages, or NULL */
     void *model;        /* the generator's per-source state */
 };
@@ -74,7 +77,8 @@ struct sim_engine_cfg {
     const char *kind;   /* "devices" or "hospitals": client ids, state file, output */
     int per_conn;       /* sources per MQTT connection */
     int buffer;         /* unreceipted messages kept per source */
-    int receipt_timeout_ms;
+    int receipt_timeout_ms; /* first resend; then doubling up to 60 s per message */
+    int window;             /* most messages in flight per source */
     double rate;        /* messages per second per source */
     double drain_s;     /* at the end: wait this long for outstanding receipts */
     unsigned faults;

@@ -18,7 +18,6 @@
 struct hosp {
     int format; /* 0 mixed, 1 fhir, 2 hl7 */
     uint64_t npatients;
-    uint64_t last_seq;
     int next_hl7;
 };
 
@@ -31,20 +30,27 @@ static char *gen_hospital(struct sim_engine *e, struct sim_source *s, uint64_t s
     int hl7;
     uint64_t patient = 1 + sim_rand_below(r, h->npatients);
 
-    *fault &= ~(SIM_F_RANGE | SIM_F_UNIT | SIM_F_SKEW | SIM_F_BADSIG * (s->key == NULL));
+    *fault &= ~(SIM_F_RANGE | SIM_F_UNIT | SIM_F_SKEW); /* refused at the command line */
     if (*fault & SIM_F_CONFLICT) {
-        if (h->last_seq == 0)
+        if (s->last_ok_seq == 0)
             *fault &= ~SIM_F_CONFLICT;
         else
-            seq = h->last_seq; /* the same message id, another result: conflict */
+            seq = s->last_ok_seq; /* a stored message id, another result: conflict */
     }
     sim_mrn(mrn, s->id, patient);
     snprintf(msg_id, 72, "%s-%llu", s->id, (unsigned long long)seq);
     hl7 = h->format == 2 || (h->format == 0 && (h->next_hl7 = !h->next_hl7));
-    if (!(*fault & SIM_F_CONFLICT))
-        h->last_seq = seq;
-    return hl7 ? sim_hosp_hl7_oru(s->id, msg_id, mrn, eg_now_ms() - 60000, r, len)
-               : sim_hosp_fhir_bundle(s->id, msg_id, mrn, eg_now_ms() - 60000, r, len);
+    {
+        char *p = hl7 ? sim_hosp_hl7_oru(s->id, msg_id, mrn, eg_now_ms() - 60000, r, len)
+                      : sim_hosp_fhir_bundle(s->id, msg_id, mrn, eg_now_ms() - 60000, r, len);
+        if (p && hl7 && (*fault & SIM_F_MALFORMED)) {
+            /* cutting an ER7 message may leave a valid one: break MSH instead,
+             * which makes it neither HL7 nor JSON (parse) */
+            p[2] = 'X';
+            *fault &= ~SIM_F_MALFORMED;
+        }
+        return p;
+    }
 }
 
 static void usage(FILE *f)
@@ -133,6 +139,16 @@ int sim_cmd_hospitals(int argc, char **argv)
     }
     if (sim_faults_parse(faults, &cfg.faults, cfg.fault_p) != 0)
         return 2;
+    if (cfg.faults & (SIM_F_RANGE | SIM_F_UNIT | SIM_F_SKEW)) {
+        fprintf(stderr, "ehrgate-sim hospitals: --fault range, unit and skew apply to devices "
+                        "only\n");
+        return 2;
+    }
+    if ((cfg.faults & SIM_F_BADSIG) && !keys) {
+        fprintf(stderr, "ehrgate-sim hospitals: --fault badsig needs --keys (unsigned records "
+                        "have no signature to break)\n");
+        return 2;
+    }
     src = calloc((size_t)count, sizeof *src);
     models = calloc((size_t)count, sizeof *models);
     if (!src || !models) {
@@ -162,6 +178,7 @@ int sim_cmd_hospitals(int argc, char **argv)
         cfg.per_conn = 1; /* each hospital its own connection, as separate systems */
         cfg.buffer = (int)buffer;
         cfg.receipt_timeout_ms = (int)timeout;
+        cfg.window = 50;
         cfg.rate = rate;
         cfg.drain_s = drain;
         cfg.max_payload = 262144;

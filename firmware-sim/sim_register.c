@@ -38,7 +38,9 @@ static void usage(FILE *f)
             "                      (default sim-keys)\n"
             "  --device-keys       also give every device a key (DIR/{device}.key): then its\n"
             "                      telemetry must be signed\n"
-            "  --timeout S         for all replies (default 60)\n"
+            "  --timeout S         for all replies (default 60 s + 50 ms per request); a request\n"
+            "                      without a reply for 30 s is sent again\n"
+            "Parties registered by an earlier run (listed in {state}/registered) are skipped.\n"
             "%s",
             sim_common_help);
 }
@@ -79,21 +81,44 @@ struct req {
     char what[96];
     uint8_t corr[16];
     int state; /* 0 waiting to be sent, 1 sent, 2 answered */
+    int64_t sent_at;
 };
+
+/* {state}/registered: the parties registered by earlier runs ("patient
+ * P00001"), skipped on a re-run so the gateway's quarantine does not fill
+ * with `conflict` answers. */
+static int known(char **list, size_t n, const char *what)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(list[i], what) == 0)
+            return 1;
+    return 0;
+}
+
+static void remember(FILE *f, const char *what)
+{
+    if (f) {
+        fprintf(f, "%s\n", what);
+        fflush(f);
+    }
+}
 
 int sim_cmd_register(int argc, char **argv)
 {
     struct sim_opts o;
     const char *admin_key = NULL, *keys = "sim-keys";
     long npat = 10, ndev = 10, nhosp = 0, device_keys = 0;
-    double timeout = 60;
+    double timeout = 0;
+    char **knowns = NULL;
+    size_t nknown = 0, skipped = 0;
+    FILE *done = NULL;
     struct eg_key *akey = NULL;
     struct eg_rng *rng = NULL;
     struct eg_queue *q = NULL;
     struct sim_link link = {0};
     struct sim_rand r;
     struct req *reqs = NULL;
-    size_t nreq = 0, sent = 0, answered = 0;
+    size_t nreq = 0, answered = 0;
     long ok = 0, existed = 0, failed = 0;
     char topic[256], replies[256], reply_topic[320], signer[128];
     char filters[1][EG_TOPIC_FILTER_MAX], pem[EG_PEM_PUB_MAX];
@@ -128,7 +153,7 @@ int sim_cmd_register(int argc, char **argv)
             if (sim_parse_int(a, v, 0, 999, &nhosp) != 0)
                 return 2;
         } else if (strcmp(a, "--timeout") == 0) {
-            if (sim_parse_double(a, v, 1, 86400, &timeout) != 0)
+            if (sim_parse_double(a, v, 1, 864000, &timeout) != 0)
                 return 2;
         } else {
             return sim_arg_unknown("register", a);
@@ -213,6 +238,42 @@ int sim_cmd_register(int argc, char **argv)
         snprintf(reqs[nreq++].what, 96, "device %s", id);
     }
 
+    /* skip what earlier runs registered */
+    {
+        char path[1024], line[128];
+        FILE *f;
+        size_t kept = 0;
+        snprintf(path, sizeof path, "%s/registered", o.state_dir);
+        mkdir(o.state_dir, 0700);
+        if ((f = fopen(path, "r"))) {
+            while (fgets(line, sizeof line, f)) {
+                char **nk = realloc(knowns, (nknown + 1) * sizeof *nk);
+                line[strcspn(line, "\r\n")] = 0;
+                if (!nk || !(nk[nknown] = strdup(line))) {
+                    knowns = nk ? nk : knowns;
+                    break;
+                }
+                knowns = nk;
+                nknown++;
+            }
+            fclose(f);
+        }
+        for (size_t k = 0; k < nreq; k++) {
+            if (known(knowns, nknown, reqs[k].what)) {
+                cJSON_Delete(reqs[k].body);
+                reqs[k].body = NULL;
+                skipped++;
+            } else {
+                reqs[kept++] = reqs[k];
+            }
+        }
+        for (size_t k = kept; k < nreq; k++)
+            reqs[k].body = NULL;
+        nreq = kept;
+        done = fopen(path, "a");
+    }
+    if (timeout == 0)
+        timeout = 60 + (double)nreq / 20; /* the gateway takes admin requests one by one */
     sim_rand_seed(&r, o.seed);
     snprintf(topic, sizeof topic, "%s/admin/request", o.prefix);
     snprintf(replies, sizeof replies, "%s/admin/replies", o.prefix);
@@ -237,13 +298,25 @@ int sim_cmd_register(int argc, char **argv)
     }
     {
         int64_t until = eg_mono_ms() + (int64_t)(timeout * 1000);
+        size_t inflight = 0, next = 0;
         while (answered < nreq && eg_mono_ms() < until && !sim_stop) {
             size_t n;
             struct eg_msg *list;
+            int64_t now = eg_mono_ms();
+            /* a request without a reply for 30 s is sent again (new nonce) */
+            for (size_t k = 0; k < nreq; k++)
+                if (reqs[k].state == 1 && now - reqs[k].sent_at > 30000) {
+                    reqs[k].state = 0;
+                    inflight--;
+                    if (k < next)
+                        next = k;
+                }
             /* keep WINDOW requests in flight */
-            while (sent < nreq && sent - answered < WINDOW) {
-                struct req *rq = &reqs[sent];
+            for (; next < nreq && inflight < WINDOW; next++) {
+                struct req *rq = &reqs[next];
                 char when[EG_TIME_STRLEN], sig[EG_SIG_B64_MAX], *payload;
+                if (rq->state != 0)
+                    continue;
                 eg_time_format(eg_now_ms(), when);
                 cJSON_DeleteItemFromObject(rq->body, "nonce");
                 cJSON_DeleteItemFromObject(rq->body, "issued");
@@ -262,7 +335,8 @@ int sim_cmd_register(int argc, char **argv)
                 }
                 free(payload);
                 rq->state = 1;
-                sent++;
+                rq->sent_at = now;
+                inflight++;
             }
             list = eg_queue_pop_many(q, 256, 100, &n);
             for (struct eg_msg *m = list; m; m = m->next) {
@@ -270,18 +344,21 @@ int sim_cmd_register(int argc, char **argv)
                 struct eg_error e;
                 if (m->corr_len != 16 || egjson_parse(m->payload, m->len, &j, &e) != EG_OK)
                     continue;
-                for (size_t k = answered > WINDOW ? answered - WINDOW : 0; k < sent; k++) {
+                for (size_t k = 0; k < nreq; k++) {
                     const char *status, *ecode;
                     if (reqs[k].state != 1 || memcmp(reqs[k].corr, m->corr, 16) != 0)
                         continue;
                     reqs[k].state = 2;
                     answered++;
+                    inflight--;
                     status = egjson_str(j, "status");
                     ecode = egjson_str(cJSON_GetObjectItemCaseSensitive(j, "error"), "code");
                     if (status && strcmp(status, "ok") == 0) {
                         ok++;
+                        remember(done, reqs[k].what);
                     } else if (ecode && strcmp(ecode, "conflict") == 0) {
                         existed++;
+                        remember(done, reqs[k].what);
                     } else {
                         char *t = cJSON_PrintUnformatted(j);
                         fprintf(stderr, "ehrgate-sim register: %s: %s\n", reqs[k].what,
@@ -301,8 +378,10 @@ int sim_cmd_register(int argc, char **argv)
         }
     }
     if (!o.quiet)
-        sim_progress(1, "register: %zu/%zu answered (%ld new, %ld existed, %ld failed)", answered,
-                     nreq, ok, existed, failed);
+        sim_progress(1,
+                     "register: %zu/%zu answered (%ld new, %ld existed, %ld failed; %zu registered "
+                     "before)",
+                     answered, nreq, ok, existed, failed, skipped);
     if (answered < nreq)
         fprintf(stderr, "ehrgate-sim register: %zu request(s) without a reply\n",
                 nreq - answered);
@@ -314,6 +393,11 @@ out:
     for (size_t k = 0; reqs && k < (size_t)(npat + ndev + nhosp); k++)
         cJSON_Delete(reqs[k].body);
     free(reqs);
+    for (size_t k = 0; k < nknown; k++)
+        free(knowns[k]);
+    free(knowns);
+    if (done)
+        fclose(done);
     eg_key_free(akey);
     eg_rng_free(rng);
     return code;

@@ -36,6 +36,7 @@ struct eg_mqtt {
     atomic_uint_fast64_t dropped;
     int64_t next_attempt_ms;
     int backoff_ms;
+    uint64_t jitter; /* xorshift state: each client its own retry schedule */
     MQTTProperties connect_props;
     MQTTProperties will_props;
 };
@@ -198,7 +199,10 @@ void eg_mqtt_tick(struct eg_mqtt *m)
     m->backoff_ms = m->backoff_ms ? m->backoff_ms * 2 : 500;
     if (m->backoff_ms > 30000)
         m->backoff_ms = 30000;
-    m->next_attempt_ms = now + m->backoff_ms + (int64_t)(rand() % (m->backoff_ms / 4 + 1));
+    m->jitter ^= m->jitter << 13;
+    m->jitter ^= m->jitter >> 7;
+    m->jitter ^= m->jitter << 17;
+    m->next_attempt_ms = now + m->backoff_ms + (int64_t)(m->jitter % (uint64_t)(m->backoff_ms / 4 + 1));
 
     co.keepAliveInterval = 20;
     co.cleanstart = 0;
@@ -364,6 +368,8 @@ eg_err eg_mqtt_new(const struct eg_mqtt_opts *opts, struct eg_queue *q, struct e
         return eg_fail(e, EG_E_NOMEM, "out of memory");
     m->o = *opts;
     m->q = q;
+    m->jitter = (uint64_t)(uintptr_t)m ^ ((uint64_t)eg_now_ms() << 16) ^ (uint64_t)getpid() ^
+                0x9e3779b97f4a7c15ULL;
     atomic_store(&m->intake_open, 1);
     atomic_store(&m->state, ST_DOWN);
     cro.sendWhileDisconnected = 0;

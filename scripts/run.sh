@@ -55,15 +55,18 @@ data=$(cd "$data" && pwd)
 db="$data/ehrgate.db"
 log="$data/ehrgate.log"
 
-gwpid="" brokerpid="" simpids=() authpid="" status=0
+gwpid="" brokerpid="" simpids=() authpid="" status=0 started=0
+rm -f "$data/devices.json" "$data/hospitals.json" "$data/authority.json"
 stop_all() {
+    local rc=$?
     trap - INT TERM EXIT
+    [ "$rc" = 0 ] || status=1
     # the simulators drain first (they got Ctrl-C or their --duration ran
     # out), while the gateway and the broker still run
     for p in "${simpids[@]}" $authpid; do wait "$p" 2>/dev/null || status=1; done
     if [ -n "$gwpid" ]; then kill -TERM "$gwpid" 2>/dev/null || true; wait "$gwpid" 2>/dev/null || true; fi
     if [ -n "$brokerpid" ]; then kill -TERM "$brokerpid" 2>/dev/null || true; wait "$brokerpid" 2>/dev/null || true; fi
-    if [ -f "$db" ]; then
+    if [ -f "$db" ] && [ "$started" = 1 ]; then
         echo
         echo "== summary"
         for f in devices hospitals authority; do
@@ -96,9 +99,14 @@ CONF
     brokerpid=$!
     broker="mqtt://127.0.0.1:$port"
     for _ in $(seq 50); do
+        kill -0 "$brokerpid" 2>/dev/null || break
         (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break
         sleep 0.1
     done
+    if ! kill -0 "$brokerpid" 2>/dev/null; then
+        echo "run.sh: mosquitto did not start:" >&2; tail -5 "$data/mosquitto.log" >&2
+        brokerpid=""; exit 1
+    fi
     echo "== mosquitto on 127.0.0.1:$port (log: $data/mosquitto.log)"
 fi
 
@@ -106,15 +114,23 @@ fi
 echo "== ehrgate --db $db --broker $broker --grantee authority:public-health (log: $log)"
 : >> "$log"
 ready0=$(grep -c ' ready' "$log" || true)
+lines0=$(wc -l < "$log")
 setsid "$gw" --db "$db" --key "$data/gateway.key" --master-key "$data/master.key" \
     --broker "$broker" --grantee authority:public-health --admin-pubkey "$data/admin.pub" \
     --stats-interval-s 1 "${extra[@]}" >>"$log" 2>&1 &
 gwpid=$!
-for _ in $(seq 100); do
-    [ "$(grep -c ' ready' "$log" || true)" -gt "$ready0" ] && break
-    kill -0 "$gwpid" 2>/dev/null || { echo "ehrgate exited:"; tail -5 "$log"; gwpid=""; exit 1; }
+ready=0
+for _ in $(seq 150); do
+    [ "$(grep -c ' ready' "$log" || true)" -gt "$ready0" ] && { ready=1; break; }
+    kill -0 "$gwpid" 2>/dev/null || break
     sleep 0.1
 done
+if [ "$ready" = 0 ]; then
+    echo "run.sh: ehrgate did not become ready (broker $broker):" >&2
+    tail -n +"$((lines0 + 1))" "$log" | tail -5 >&2
+    exit 1
+fi
+started=1
 
 if [ "$demo" = 0 ]; then
     echo "== running; Ctrl-C stops (gateway log: $log)"
@@ -155,7 +171,7 @@ if [ "$nhosp" -gt 0 ]; then
     simpids+=($!)
 fi
 echo "== live: $ndev devices and $nhosp hospitals publishing; the authority checks every proof ($( [ "$duration" != 0 ] && echo "for $duration s" || echo "Ctrl-C to stop"))"
-wait "${simpids[@]}" 2>/dev/null || status=1
+for p in "${simpids[@]}"; do wait "$p" || status=1; done
 simpids=()
 wait "$authpid" || status=1
 authpid=""

@@ -8,6 +8,7 @@ simulator restart that resends its persisted buffer unchanged.
 """
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import time
@@ -142,15 +143,16 @@ class Sim(unittest.TestCase):
         self.assertEqual(json.loads(g.stdout)["status"], "ok")
         gw_pub = os.path.join(self.env.dir, "gateway.pub")
         auth = self.sim_bg("authority", "--pubkey", gw_pub, "--expect", "P00001",
-                           "--duration", "12", "--drain", "20", "--summary", "auth.json",
-                           "--quiet")
+                           "--drain", "30", "--summary", "auth.json", "--quiet")
         time.sleep(1)
         self.sim("hospitals", "--count", "2", "--patients", "4", "--rate", "3", "--duration",
                  "4", "--summary", "hosp.json", "--quiet")
         self.sim("devices", "--count", "8", "--rate", "4", "--duration", "4",
-                 "--fault", "malformed:0.05,range:0.05,unit:0.05,duplicate:0.05,"
-                 "conflict:0.05,oversized:0.02,disconnect:0.02,skew:0.05",
+                 "--fault", "malformed:0.08,range:0.08,unit:0.08,duplicate:0.08,"
+                 "conflict:0.08,oversized:0.08,disconnect:0.05,skew:0.08", "--seed", "42",
                  "--summary", "dev.json", "--quiet")
+        time.sleep(1)
+        auth.send_signal(signal.SIGINT)  # like Ctrl-C: catch up, check the last proofs, stop
         self.assertEqual(auth.wait(timeout=120), 0,
                          read(os.path.join(self.env.dir, "sim-0.log")))
         h = load(os.path.join(self.env.dir, "hosp.json"))

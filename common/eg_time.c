@@ -173,6 +173,10 @@ int eg_time_parse(const char *s, int64_t *ms)
     t = days * MS_PER_DAY + ((int64_t)hh * 3600 + mi * 60 + ss) * 1000 + frac;
     /* local = UTC + offset, so UTC = local - offset */
     t -= (int64_t)sign * ((int64_t)oh * 3600 + om * 60) * 1000;
+    /* an offset can move the instant out of years 0000-9999, which
+     * eg_time_format could not write back as it is: refused */
+    if (t < EG_TIME_MIN_MS || t > EG_TIME_MAX_MS)
+        return -1;
     *ms = t;
     return 0;
 }

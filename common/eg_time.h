@@ -18,6 +18,8 @@ int64_t eg_mono_ms(void);
  * optional fraction of any length (truncated to ms), 'T' or 't' separator.
  * Validates ranges (month 1-12, day within month incl. leap years, hour
  * 0-23, minute 0-59, second 0-60 where 60 is treated as 59.999).
+ * The instant (after the offset) must lie in years 0000-9999 UTC, so that
+ * eg_time_format writes it back unchanged.
  * Returns 0 and sets *ms, or -1 if s is not such a timestamp. */
 int eg_time_parse(const char *s, int64_t *ms);
 

@@ -106,6 +106,12 @@ static void test_parse_bad(void)
         CU_ASSERT_EQUAL(rc, -1);
     }
     CU_ASSERT_EQUAL(eg_time_parse(NULL, &ms), -1);
+    /* an offset that moves the instant out of years 0000-9999 (found by
+     * fuzz_request): refused, so every accepted time formats back as is */
+    CU_ASSERT_EQUAL(eg_time_parse("9999-12-31T23:59:59-05:00", &ms), -1);
+    CU_ASSERT_EQUAL(eg_time_parse("0000-01-01T00:00:00+01:00", &ms), -1);
+    CU_ASSERT_EQUAL(eg_time_parse("9999-12-31T23:59:59+05:00", &ms), 0);
+    CU_ASSERT_EQUAL(eg_time_parse("0000-01-01T00:00:00-01:00", &ms), 0);
 }
 
 static void test_parse_truncated_prefixes(void)

@@ -582,7 +582,6 @@ int eg_gateway_run(const struct eg_config *cfg, volatile sig_atomic_t *stop,
             log_msg(EG_LOG_WARN, "could not delete acknowledged outbox rows (resent later)");
     }
     eg_publisher_stop(g.pub);
-    g.pub = NULL;
     eg_mqtt_disconnect(g.mqtt, 2000);
     if (eg_mqtt_dropped(g.mqtt))
         log_msg(EG_LOG_INFO, "%llu message(s) arrived during shutdown were not taken; their "
@@ -607,7 +606,10 @@ out:
         pthread_join(thread, NULL);
     }
     eg_publisher_stop(g.pub);
+    /* destroying the client fails the sends still in flight: their
+     * callbacks use the publisher, which therefore goes after it */
     eg_mqtt_free(g.mqtt);
+    eg_publisher_free(g.pub);
     eg_ingest_free(g.ig);
     eg_chain_free(g.chain);
     eg_queue_free(g.q);

@@ -32,6 +32,7 @@ struct eg_publisher {
     uint64_t sent;
     int64_t *acked;  /* acknowledged, not yet handed to the pipeline */
     size_t nacked;
+    int joined; /* the thread was joined */
 };
 
 struct send {
@@ -246,13 +247,21 @@ uint64_t eg_publisher_sent(struct eg_publisher *p)
 
 void eg_publisher_stop(struct eg_publisher *p)
 {
-    if (!p)
+    if (!p || p->joined)
         return;
     pthread_mutex_lock(&p->mu);
     p->stop = 1;
     pthread_cond_broadcast(&p->cond);
     pthread_mutex_unlock(&p->mu);
     pthread_join(p->thread, NULL);
+    p->joined = 1;
+}
+
+void eg_publisher_free(struct eg_publisher *p)
+{
+    if (!p)
+        return;
+    eg_publisher_stop(p);
     eg_store_close(p->st);
     pthread_cond_destroy(&p->cond);
     pthread_mutex_destroy(&p->mu);

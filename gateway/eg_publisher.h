@@ -27,8 +27,11 @@ size_t eg_publisher_take_acked(struct eg_publisher *p, int64_t *ids, size_t max)
 /* Waits until every row with id <= upto_id was answered by the broker (or
  * timeout). 0 if drained, -1 on timeout. */
 int eg_publisher_drain(struct eg_publisher *p, int64_t upto_id, int timeout_ms);
-/* Stops the thread and frees. NULL is a no-op. */
+/* Stops the thread (idempotent). Sends still in flight keep a pointer to
+ * p: free it only after the MQTT client is destroyed. NULL is a no-op. */
 void eg_publisher_stop(struct eg_publisher *p);
+/* Stops if needed and frees. NULL is a no-op. */
+void eg_publisher_free(struct eg_publisher *p);
 /* Messages acknowledged by the broker since start. */
 uint64_t eg_publisher_sent(struct eg_publisher *p);
 

@@ -18,7 +18,7 @@ from harness import Env, telemetry, wait_for
 
 # docs/security.md §5 / docs/architecture.md: peak RSS <= this + queue_max_bytes
 BASE_BOUND_MB = 64
-SANITIZED = "ASAN_OPTIONS" in os.environ  # ASan's shadow memory multiplies RSS
+SANITIZED = "ASAN_OPTIONS" in os.environ  # ASan's quarantine and shadow memory
 
 
 def rss_kb(pid, field):
@@ -128,9 +128,12 @@ class Overload(unittest.TestCase):
         for c in clients:
             c.loop_stop()
             c.disconnect()
-        bound = (BASE_BOUND_MB + queue_mb) * 1024 * (4 if SANITIZED else 1)
-        print("peak RSS %d kB (VmHWM %d kB), bound %d kB" % (peak[0], hwm, bound))
-        self.assertLess(hwm, bound, "peak RSS above the stated bound")
+        bound = (BASE_BOUND_MB + queue_mb) * 1024
+        print("peak RSS %d kB (VmHWM %d kB), bound %d kB%s" % (
+            peak[0], hwm, bound, " (not checked under ASan, whose quarantine and shadow "
+            "memory dwarf it; the normal build's pass checks it)" if SANITIZED else ""))
+        if not SANITIZED:
+            self.assertLess(hwm, bound, "peak RSS above the stated bound")
         # nothing receipted is lost, also across a SIGKILL right after
         self.env.gw.kill()
         for d in range(4):

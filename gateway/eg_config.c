@@ -67,7 +67,7 @@ static const struct opt opts[] = {
     {"source_rate", OPT_INT, O(source_rate), "100", 0, 1000000, NULL, EG_CFG_GATEWAY,
      "messages per second one device or hospital may send on average (0: no limit); "
      "above it (after source_burst) messages are answered rate_limited"},
-    {"source_burst", OPT_INT, O(source_burst), "10000", 1, 10000000, NULL, EG_CFG_GATEWAY,
+    {"source_burst", OPT_INT, O(source_burst), "5000", 1, 10000000, NULL, EG_CFG_GATEWAY,
      "messages one device or hospital may send at once before source_rate applies"},
     {"batch_max", OPT_INT, O(batch_max), "512", 1, 65536, NULL, EG_CFG_GATEWAY,
      "most messages committed in one SQLite transaction"},

@@ -89,20 +89,24 @@ static char *status_json(struct gw *g, const char *status, size_t *len)
  * database): the main thread publishes this status directly, retained, so
  * operators see why receipts stopped. The next successful transaction
  * queues the normal `online` status, which replaces it. */
-static void status_degraded(struct gw *g)
+static void status_direct(struct gw *g, const char *status, const char *degraded)
 {
     size_t len;
-    char *s = status_json(g, "online", &len);
+    char *s = status_json(g, status, &len);
     cJSON *o = s ? cJSON_Parse(s) : NULL;
     char *t = NULL;
     free(s);
-    if (o && cJSON_AddStringToObject(o, "degraded",
-                                     "database full: receipts paused, nothing committed is lost; "
-                                     "waiting for room") &&
+    if (o && (!degraded || cJSON_AddStringToObject(o, "degraded", degraded)) &&
         (t = egjson_print(o, &len)))
         eg_mqtt_publish(g->mqtt, g->status_topic, t, len, 1, 1, NULL, status_sent, NULL);
     free(t);
     cJSON_Delete(o);
+}
+
+static void status_degraded(struct gw *g)
+{
+    status_direct(g, "online",
+                  "database full: receipts paused, nothing committed is lost; waiting for room");
 }
 
 static eg_err put_status(struct gw *g, const char *status)
@@ -201,7 +205,10 @@ static eg_err seal_due(struct gw *g, int all)
 
 /* A message that fails on its own every time: answer it `internal` (and
  * quarantine it) in a transaction of its own. */
-static void reject_poison(struct gw *g, struct eg_msg *m)
+/* Answers a message that fails every time `internal` and quarantines it.
+ * 0 done; -1 when even that cannot be written: then the store itself is
+ * failing (not the message), and the message stays pending. */
+static int reject_poison(struct gw *g, struct eg_msg *m)
 {
     if (eg_store_begin(g->st) == EG_OK && eg_ingest_reject_internal(g->ig, m) == EG_OK &&
         eg_ingest_flush(g->ig) == EG_OK && eg_store_commit(g->st) == EG_OK) {
@@ -211,14 +218,13 @@ static void reject_poison(struct gw *g, struct eg_msg *m)
                 strstr(m->topic, "/hospital/") ? "hospital"
                 : strstr(m->topic, "/device/") ? "device"
                                                : "request");
-        return;
+        return 0;
     }
     eg_store_rollback(g->st);
     eg_ingest_abort(g->ig);
     if (eg_chain_abort(g->chain) != EG_OK)
         atomic_store(&g->chain_bad, 1);
-    log_msg(EG_LOG_ERROR, "a message failed repeatedly and could not be quarantined; dropped "
-                          "without a receipt (its publisher resends it)");
+    return -1;
 }
 
 /* One transaction: the batch, acknowledged deletions, status and stats.
@@ -345,6 +351,9 @@ static void *pipeline(void *arg)
             if (rc == EG_E_DB_FULL && !atomic_exchange(&g->db_full, 1))
                 log_msg(EG_LOG_ERROR, "database full: receipts paused; nothing committed is "
                                       "lost; retrying until there is room (db_max_bytes or disk)");
+            if (rc == EG_E_DB_FULL && pending_acked_n &&
+                commit_batch(g, NULL, 0, g->acked, (size_t)pending_acked_n, 0, 0, 0) == EG_OK)
+                pending_acked_n = 0; /* the published rows' pages are free again */
             failures++;
             if (stopping) {
                 if (!give_up_at)
@@ -368,11 +377,18 @@ static void *pipeline(void *arg)
                 struct eg_msg *m = pending;
                 pending = m->next;
                 m->next = NULL;
-                npending--;
-                reject_poison(g, m);
-                eg_msg_free(m);
-                failures = 0;
-                continue;
+                if (reject_poison(g, m) == 0) {
+                    npending--;
+                    eg_msg_free(m);
+                    failures = 0;
+                    continue;
+                }
+                /* the store fails, not the message: keep it, wait, retry */
+                m->next = pending;
+                pending = m;
+                failures = 2;
+                log_msg(EG_LOG_ERROR, "the database refuses every write; waiting (nothing is "
+                                      "receipted meanwhile)");
             }
             backoff = backoff ? (backoff * 2 > 5000 ? 5000 : backoff * 2) : 50;
             log_msg(EG_LOG_ERROR, "transaction of %zu message(s) failed (%s); retrying in %d ms",
@@ -495,8 +511,29 @@ int eg_gateway_run(const struct eg_config *cfg, volatile sig_atomic_t *stop,
     }
     snprintf(client_id, sizeof client_id, "%s",
              cfg->client_id ? cfg->client_id : "");
-    if (!cfg->client_id)
-        snprintf(client_id, sizeof client_id, "ehrgate-%s", cfg->name);
+    if (!cfg->client_id) {
+        /* a broker's ACL does not bind client ids to identities: with a
+         * guessable id any client could take over the gateway's session.
+         * The id carries a random part, kept in the database so that the
+         * session (Clean Start 0) survives restarts. */
+        char stored[96];
+        if (eg_store_meta_get(g.st, "mqtt_client_id", stored, sizeof stored) == 0 && stored[0]) {
+            snprintf(client_id, sizeof client_id, "%s", stored);
+        } else {
+            uint8_t r[8];
+            char hex[17];
+            if (eg_rng_bytes(g.rng, r, sizeof r) != EG_OK) {
+                rc = eg_fail(&e, EG_E_INTERNAL, "random generator failed");
+                goto fail;
+            }
+            eg_hex_encode(r, sizeof r, hex);
+            snprintf(client_id, sizeof client_id, "ehrgate-%.40s-%s", cfg->name, hex);
+            if ((rc = eg_store_meta_set(g.st, "mqtt_client_id", client_id)) != EG_OK) {
+                eg_fail(&e, rc, "cannot record the MQTT client id");
+                goto fail;
+            }
+        }
+    }
     mo.uri = cfg->broker;
     mo.client_id = client_id;
     mo.cafile = cfg->cafile;
@@ -535,11 +572,11 @@ int eg_gateway_run(const struct eg_config *cfg, volatile sig_atomic_t *stop,
                 *reload = 0;
                 reload_limits(&g);
             }
-            if (atomic_load(&g.db_full) && !announced && eg_mqtt_ready(g.mqtt)) {
+            if (!eg_mqtt_ready(g.mqtt) || !atomic_load(&g.db_full)) {
+                announced = 0; /* after a reconnect the broker may hold the will */
+            } else if (!announced) {
                 status_degraded(&g);
                 announced = 1;
-            } else if (!atomic_load(&g.db_full)) {
-                announced = 0;
             }
             usleep(100000);
         }
@@ -568,6 +605,10 @@ int eg_gateway_run(const struct eg_config *cfg, volatile sig_atomic_t *stop,
                                       "status (%s)",
                         eg_strerror(src));
                 atomic_store(&g.unclean, 1);
+                /* the clean disconnect below suppresses the will: say
+                 * `offline` directly, or the retained status would lie */
+                status_direct(&g, "offline", NULL);
+                usleep(300000);
             }
         }
         eg_publisher_notify(g.pub);

@@ -36,6 +36,7 @@
 #include "eg_quarantine.h"
 #include "eg_registry.h"
 #include "eg_telemetry.h"
+#include "eg_time.h"
 #include "eg_topics.h"
 
 #define KEY_CACHE 1024
@@ -130,6 +131,7 @@ struct msgctx {
     int have_msg_id;
     int hl7;              /* an HL7 v2 message: receipts carry "hl7_ack" */
     int sig_checked;      /* the source has a key and m's signature verified */
+    int over_rate;        /* the source had no token left for m */
     const char *pubkey;   /* the source's registered key, if looked up */
     uint8_t sha[32];
 };
@@ -514,6 +516,7 @@ static eg_err accept_or_answer(struct eg_ingest *ig, struct msgctx *c, const str
 }
 
 static int rate_limited(struct eg_ingest *ig, struct msgctx *c, eg_err *rc);
+static void rate_take(struct eg_ingest *ig, struct msgctx *c);
 
 /* ---- device telemetry (SPEC §4) --------------------------------------- */
 
@@ -530,6 +533,7 @@ static eg_err telemetry(struct eg_ingest *ig, struct msgctx *c)
     cJSON *root = NULL;
     eg_err rc = EG_OK;
 
+    rate_take(ig, c);
     if (c->m->len > (size_t)ig->cfg->max_payload_bytes) {
         eg_fail(&err, EG_E_TOO_LARGE, "payload: %zu bytes exceed max_payload_bytes %lld",
                 c->m->len, (long long)ig->cfg->max_payload_bytes);
@@ -738,6 +742,7 @@ static eg_err hospital(struct eg_ingest *ig, struct msgctx *c)
 
     memset(&h, 0, sizeof h);
     c->hl7 = c->m->len >= 3 && memcmp(c->m->payload, "MSH", 3) == 0;
+    rate_take(ig, c);
     if (c->m->len > (size_t)ig->cfg->max_payload_bytes) {
         eg_fail(&err, EG_E_TOO_LARGE, "payload: %zu bytes exceed max_payload_bytes %lld",
                 c->m->len, (long long)ig->cfg->max_payload_bytes);
@@ -897,15 +902,27 @@ static int rate_ok(struct eg_ingest *ig, const char *type, const char *id, int64
     if (b->tokens < 1.0)
         return 0;
     b->tokens -= 1.0;
+    if (ig->ntaken < EG_TAKEN_MAX)
+        ig->taken[ig->ntaken++] = b;
     return 1;
 }
 
-/* Answers m rate_limited (receipt, quarantine) if its source is over its
- * rate; 1 if it was answered. */
+/* Every message of a source takes a token when it is first looked at —
+ * also one that turns out too large, unparsable or a duplicate — so that
+ * junk counts too. A transaction that rolls back gives its tokens back
+ * (eg_ingest_abort), so retries during a storage outage cost nothing. */
+static void rate_take(struct eg_ingest *ig, struct msgctx *c)
+{
+    c->over_rate = c->m->quarantine_id <= 0 && !rate_ok(ig, c->src_type, c->src_id, eg_mono_ms());
+}
+
+/* Answers m rate_limited (receipt, quarantine) if its source was over its
+ * rate; 1 if it was answered. Called once its msg_id is known and a
+ * duplicate was answered. */
 static int rate_limited(struct eg_ingest *ig, struct msgctx *c, eg_err *rc)
 {
     struct eg_error err;
-    if (c->m->quarantine_id > 0 || rate_ok(ig, c->src_type, c->src_id, c->m->received_ms))
+    if (!c->over_rate)
         return 0;
     eg_fail(&err, EG_E_RATE_LIMITED,
             "source: more than %lld messages/s (burst %lld) from %s %s; send again later",
@@ -1090,6 +1107,7 @@ eg_err eg_ingest_flush(struct eg_ingest *ig)
 
 void eg_ingest_committed(struct eg_ingest *ig)
 {
+    ig->ntaken = 0;
     ig->committed_seq = ig->next_seq;
     ig->committed_stats = ig->stats;
     memcpy(ig->feed_committed, ig->feed_next, sizeof ig->feed_committed);
@@ -1119,6 +1137,11 @@ void eg_ingest_committed(struct eg_ingest *ig)
 
 void eg_ingest_abort(struct eg_ingest *ig)
 {
+    /* a rolled-back transaction gives its rate tokens back */
+    for (size_t i = 0; i < ig->ntaken; i++)
+        if (ig->taken[i]->tokens + 1.0 <= (double)ig->cfg->source_burst)
+            ig->taken[i]->tokens += 1.0;
+    ig->ntaken = 0;
     ig->next_seq = ig->committed_seq;
     ig->stats = ig->committed_stats;
     memcpy(ig->feed_next, ig->feed_committed, sizeof ig->feed_next);

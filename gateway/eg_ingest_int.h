@@ -42,6 +42,7 @@ struct bucket {
     int64_t last_ms;
 };
 #define EG_BUCKETS 16384
+#define EG_TAKEN_MAX 65536
 
 struct eg_ingest {
     struct eg_store *st;
@@ -61,6 +62,8 @@ struct eg_ingest {
     size_t nfwd, capfwd;
     struct eg_admin_keys *admin;
     struct bucket *buckets; /* EG_BUCKETS, open addressing */
+    struct bucket *taken[EG_TAKEN_MAX]; /* tokens taken in the open transaction */
+    size_t ntaken;
     int erased_in_tx;    /* an erasure in the open transaction */
     int want_checkpoint; /* an erasure committed: checkpoint the WAL (retried while busy) */
 };

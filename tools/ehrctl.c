@@ -64,7 +64,7 @@ static void usage(FILE *out)
             "  keygen PREFIX                    write PREFIX.key (P-256, mode 0600) and PREFIX.pub\n"
             "  sign KEY --topic TOPIC [FILE]    print the `sig` user property for FILE (or stdin)\n"
             "                                   published on TOPIC (SPEC §3)\n"
-            "  acl [--gateway-user NAME] [--admin-user NAME]... [-o FILE]\n"
+            "  acl [--gateway-user NAME] [--admin-user NAME]... [--auditor-user NAME]... [-o FILE]\n"
             "                                   a Mosquitto acl_file from the registry: each device,\n"
             "                                   hospital, patient and --grantee only on its own\n"
             "                                   topics (usernames = certificate CNs)\n"
@@ -493,9 +493,52 @@ static int acl_list(FILE *f, struct eg_store *st, char kind, const char *p, cons
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
+/* Every name the ACL gives rights to, with its role: Mosquitto merges
+ * `user` blocks of the same name, so one name in two roles would get both
+ * sets of rights. Returns the first name used twice, or NULL. */
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static char *acl_duplicate(struct eg_store *st, const char *const *fixed, size_t nfixed,
+                           char **owned, size_t *nowned, size_t cap)
+{
+    static const char *const sql[] = {"SELECT device_id FROM devices WHERE active = 1",
+                                      "SELECT hospital_id FROM hospitals",
+                                      "SELECT patient_id FROM patients"};
+    char **all;
+    char *dup = NULL;
+    size_t n = 0;
+    for (size_t k = 0; k < 3; k++) {
+        sqlite3_stmt *s = eg_store_stmt(st, sql[k]);
+        while (s && sqlite3_step(s) == SQLITE_ROW && *nowned < cap) {
+            char *id = strdup((const char *)sqlite3_column_text(s, 0));
+            if (id)
+                owned[(*nowned)++] = id;
+        }
+        if (s)
+            sqlite3_reset(s);
+    }
+    if (!(all = malloc((nfixed + *nowned) * sizeof *all + 1)))
+        return NULL;
+    for (size_t i = 0; i < nfixed; i++)
+        all[n++] = (char *)fixed[i];
+    for (size_t i = 0; i < *nowned; i++)
+        all[n++] = owned[i];
+    qsort(all, n, sizeof *all, name_cmp);
+    for (size_t i = 1; i < n && !dup; i++)
+        if (strcmp(all[i - 1], all[i]) == 0)
+            dup = all[i];
+    free(all);
+    return dup;
+}
+
 static int cmd_acl(struct ctl *c)
 {
-    const char *gw_user = "gateway", *out = NULL, *admins[16];
+    const char *gw_user = "gateway", *out = NULL, *admins[16], *auditors[16];
+    int nauditor = 0;
+    char tmp_path[4096];
     const char *p = c->cfg.topic_prefix, *name = c->cfg.name;
     int nadmin = 0, ndev = 0, nhosp = 0, npat = 0, code = 0;
     struct eg_grantee g[EG_GRANTEES_MAX];
@@ -516,6 +559,8 @@ static int cmd_acl(struct ctl *c)
             gw_user = v;
         else if (strcmp(a, "--admin-user") == 0 && nadmin < 16)
             admins[nadmin++] = v;
+        else if (strcmp(a, "--auditor-user") == 0 && nauditor < 16)
+            auditors[nauditor++] = v;
         else if (strcmp(a, "-o") == 0)
             out = v;
         else
@@ -525,9 +570,38 @@ static int cmd_acl(struct ctl *c)
         return die(2, "acl: grantee: each must be NAME:PURPOSE");
     if ((code = open_ro(c, &st)) != 0)
         return code;
-    if (out && !(f = fopen(out, "w"))) {
-        code = die(2, "%s: %s", out, strerror(errno));
-        goto done;
+    {
+        /* one name, one role */
+        const char *fixed[1 + 16 + 16 + EG_GRANTEES_MAX];
+        size_t nfixed = 0, nowned = 0, cap = 1000000;
+        char **owned = calloc(cap, sizeof *owned), *dup;
+        fixed[nfixed++] = gw_user;
+        for (int i = 0; i < nadmin; i++)
+            fixed[nfixed++] = admins[i];
+        for (int i = 0; i < nauditor; i++)
+            fixed[nfixed++] = auditors[i];
+        for (int i = 0; i < ng; i++)
+            fixed[nfixed++] = g[i].name;
+        dup = owned ? acl_duplicate(st, fixed, nfixed, owned, &nowned, cap) : NULL;
+        if (dup)
+            code = die(2, "acl: \"%s\" names two parties (gateway/admin/auditor user, grantee, "
+                          "device, hospital or patient); each needs its own certificate name",
+                       dup);
+        for (size_t i = 0; i < nowned; i++)
+            free(owned[i]);
+        free(owned);
+        if (code)
+            goto done;
+    }
+    /* written to a temporary file and renamed: a broker reloading it never
+     * sees half a file, and a failure leaves the old one */
+    if (out) {
+        snprintf(tmp_path, sizeof tmp_path, "%s.tmp.%ld", out, (long)getpid());
+        if (!(f = fopen(tmp_path, "w"))) {
+            code = die(2, "%s: %s", tmp_path, strerror(errno));
+            f = NULL;
+            goto done;
+        }
     }
     eg_time_format(eg_now_ms(), when);
     fprintf(f,
@@ -539,8 +613,14 @@ static int cmd_acl(struct ctl *c)
             "user %s\ntopic readwrite %s/#\n\n",
             when, c->cfg.db, gw_user, p);
     for (int i = 0; i < nadmin; i++) {
-        fprintf(f, "user %s\ntopic write %s/admin/request\ntopic read %s/admin/replies/#\n",
-                admins[i], p, p);
+        fprintf(f,
+                "user %s\ntopic write %s/admin/request\ntopic read %s/admin/replies/#\n"
+                "topic read %s/gateway/%s/stats\n",
+                admins[i], p, p, p, name);
+        acl_common(f, p, name);
+    }
+    for (int i = 0; i < nauditor; i++) {
+        fprintf(f, "user %s\ntopic read %s/gateway/%s/stats\n", auditors[i], p, name);
         acl_common(f, p, name);
     }
     for (int i = 0; i < ng; i++) {
@@ -555,14 +635,19 @@ static int cmd_acl(struct ctl *c)
         code = die(1, "acl: cannot read the registry: %s", sqlite3_errmsg(eg_store_db(st)));
         goto done;
     }
-    if (fflush(f) != 0)
+    if (fflush(f) != 0 || (out && fsync(fileno(f)) != 0))
         code = die(1, "acl: write failed: %s", strerror(errno));
     fprintf(stderr, "ehrctl: acl: gateway user %s, %d admin user(s), %d grantee(s), %d device(s), "
                     "%d hospital(s), %d patient(s)\n",
             gw_user, nadmin, ng, ndev, nhosp, npat);
 done:
-    if (out && f && f != stdout)
+    if (out && f && f != stdout) {
         fclose(f);
+        if (code == 0 && rename(tmp_path, out) != 0)
+            code = die(1, "acl: %s: %s", out, strerror(errno));
+        if (code != 0)
+            unlink(tmp_path);
+    }
     eg_store_close(st);
     return code;
 }

@@ -229,18 +229,8 @@ class CrashErasure(unittest.TestCase):
                     self.assertEqual(dev.receipt_for(sha)["status"], "accepted")
             app = Requester(env, "app", ["ehr/patient/+/replies/#"])
             rng = random.Random(7)
-            for i in range(n):
-                topic = "ehr/patient/P%d/request" % i
-                body = parties[i].body({"op": "erase"})
-                app.publish(topic, body, sig=parties[i].sign(topic, body),
-                            response_topic="ehr/patient/P%d/replies/x" % i, corr=b"e")
-                # a few more readings of others in flight, then SIGKILL
-                for j in range(n):
-                    if j != i:
-                        dev.publish("ehr/device/D%d/telemetry" % j,
-                                    telemetry(100 + i, ts=now_iso(-5)))
-                time.sleep(rng.uniform(0, 0.03))
-                env.gw.kill()
+
+            def erased(i):
                 db = sqlite3.connect("file:%s?mode=ro" % os.path.join(env.dir, "gw.db"),
                                      uri=True)
                 try:
@@ -249,16 +239,49 @@ class CrashErasure(unittest.TestCase):
                                           ("P%d" % i,)).fetchone()[0]
                     entry = db.execute("SELECT count(*) FROM entries WHERE kind = 'erasure'"
                                        " AND patient = ?", ("P%d" % i,)).fetchone()[0]
+                    active = db.execute("SELECT count(*) FROM consents WHERE active = 1"
+                                        " AND patient_id = ?", ("P%d" % i,)).fetchone()[0]
                 finally:
                     db.close()
                 self.assertEqual(shredded, entry, "erasure of P%d half done" % i)
+                if shredded:
+                    self.assertEqual(active, 0)
+                return shredded == 1
+
+            def erase(i, wait):
+                topic = "ehr/patient/P%d/request" % i
+                body = parties[i].body({"op": "erase"})
+                sig = parties[i].sign(topic, body)
+                if wait:  # committed for sure before the kill
+                    r = app.request(topic, body, sig, "ehr/patient/P%d/replies" % i)
+                    self.assertEqual(r["status"], "ok", r)
+                else:
+                    app.publish(topic, body, sig=sig,
+                                response_topic="ehr/patient/P%d/replies/x" % i, corr=b"e")
+
+            for i in range(n):
+                erase(i, wait=(i % 2 == 0))
+                # readings of the others in flight, blocks sealing, then SIGKILL
+                for j in range(n):
+                    if j != i:
+                        dev.publish("ehr/device/D%d/telemetry" % j,
+                                    telemetry(100 + i, ts=now_iso(-5)))
+                time.sleep(rng.uniform(0, 0.01))
+                env.gw.kill()
+                done = erased(i)
+                if i % 2 == 0:
+                    self.assertTrue(done, "a receipted erasure of P%d was lost" % i)
                 v = env.ctl("verify", "--master-key", os.path.join(env.dir, "master.key"),
                             check=False)
                 self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
                 env.gw.start()
-            # after the last restart, every queued request was processed
-            time.sleep(1)
+            # a patient whose request was lost in a kill asks again
+            for i in range(n):
+                if not erased(i):
+                    erase(i, wait=True)
             env.gw.stop()
+            for i in range(n):
+                self.assertTrue(erased(i), "P%d not erased" % i)
             v = env.ctl("verify", "--master-key", os.path.join(env.dir, "master.key"),
                         check=False)
             self.assertEqual(v.returncode, 0, v.stdout + v.stderr)

@@ -75,9 +75,9 @@ class Overload(unittest.TestCase):
         for d in range(4):
             self.env.ctl("register", "device", "B%d" % d, "--patient", "P1",
                          "--type", "monitor")
-        queue_mb = 8
+        queue_mb = 1  # 1 MiB: the byte bound binds before the 512-message bound
         self.env.gw.extra = ["--queue-max-msgs", "512", "--queue-max-bytes",
-                             str(queue_mb << 20), "--source-rate", "0"]
+                             str(queue_mb << 20)]  # rate limits stay on (defaults)
         self.env.gw.start()
         pid = self.env.gw.proc.pid
         receipts = {}

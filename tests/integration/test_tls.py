@@ -97,9 +97,14 @@ class Tls(unittest.TestCase):
         acl = os.path.join(self.dir, "acl")
         ctl("acl", "-o", acl, "--admin-user", "admin", *self.grantees)
         c = self.certs
-        conf = ("cafile %s/ca.crt\ncertfile %s/broker.crt\nkeyfile %s/broker.key\n"
-                "require_certificate true\nuse_identity_as_username true\n"
-                "allow_anonymous false\nacl_file %s\n" % (c, c, c, acl))
+        # the shipped config/mosquitto-tls.conf, with this test's port and paths
+        with open(os.path.join(ROOT, "config", "mosquitto-tls.conf")) as f:
+            tpl = [l for l in f.read().splitlines()
+                   if l and not l.startswith("#") and
+                   not l.startswith(("listener", "persistence", "max_queued"))]
+        conf = "\n".join(l.replace("certs/", c + "/").replace("acl_file acl", "acl_file " + acl)
+                         for l in tpl) + "\n"
+        self.assertIn("require_certificate true", conf)
         self.broker = Broker(self.dir, extra_conf=conf, scheme="mqtts", host="localhost").start()
         self.gw = Gateway(self.dir, self.broker)
         self.gw.extra = self.grantees + ["--cafile", c + "/ca.crt", "--cert", c + "/gateway.crt",
@@ -155,6 +160,8 @@ class Tls(unittest.TestCase):
         self.assertEqual(d2.take(), [])
         # a device cannot read another device's receipts either
         spy = self.client("D00002", ["ehr/device/D00001/receipts"])
+        # nor forge receipts for itself, nor publish on a feed
+        d1.publish("ehr/device/D00001/receipts", b'{"gateway":"gw1","receipts":[]}')
         # the patient app over mqtts: P00001 grants the authority
         self.sim("patient", "--id", "P00001", "--key", "P00001.key", "--cert",
                  c + "/P00001.crt", "--keyfile", c + "/P00001.key", "grant", "--consent-id",
@@ -167,7 +174,12 @@ class Tls(unittest.TestCase):
         out = self.sim("patient", "--id", "P00001", "--key", "P00001.key", "--cert",
                        c + "/P00001.crt", "--keyfile", c + "/P00001.key", "consents")
         self.assertEqual(json.loads(out.stdout)["status"], "ok")
+        d1.publish("ehr/feed/authority", b'{"forged":true}')
         time.sleep(1)
+        self.assertFalse([m for m in d1.take("ehr/device/D00001/receipts")
+                          if b'"receipts":[]' in m[1]], "a device forged its own receipt")
+        self.assertFalse([m for m in auth.take("ehr/feed/authority") if b"forged" in m[1]],
+                         "a device published on a feed")
         self.assertEqual(nosy.take(), [], "a grantee read another grantee's feed")
         self.assertEqual(peek.take(), [], "a patient read another patient's replies")
         self.assertEqual(spy.take(), [], "a device read another device's receipts")

@@ -93,6 +93,9 @@ listener $port 127.0.0.1
 allow_anonymous true
 persistence false
 max_queued_messages 100000
+# also the MQTT v5 Receive Maximum the broker grants: the gateway's outbox
+# publisher keeps up to 512 messages in flight
+max_inflight_messages 1000
 CONF
     # own session: Ctrl-C reaches the simulators, not the broker they need
     setsid /usr/sbin/mosquitto -c "$data/mosquitto.conf" >"$data/mosquitto.log" 2>&1 &

@@ -128,6 +128,7 @@ class ConsentBase(unittest.TestCase):
 
     def setUp(self):
         self.env = Env("consent")
+        self.addCleanup(self.env.close)  # also when setUp fails half-way
         env = self.env
         self.admin = Party(env, "admin")
         self.pat = Party(env, "p1")
@@ -147,9 +148,6 @@ class ConsentBase(unittest.TestCase):
         self.research = Requester(env, "research", ["ehr/feed/research"])
         self.dev = env.client("dev", subscribe=("ehr/device/+/receipts",))
         self.seq = 0
-
-    def tearDown(self):
-        self.env.close()
 
     # -- helpers ----------------------------------------------------------------
 

@@ -39,16 +39,17 @@ def db_rows(env, sql):
 
 class Sim(unittest.TestCase):
     def setUp(self):
+        self.procs = []
         self.env = Env("sim")
+        self.addCleanup(self.cleanup)  # also when setUp fails half-way
         subprocess.run([EHRCTL, "keygen", os.path.join(self.env.dir, "admin")], check=True,
                        capture_output=True)
         self.env.gw.extra = ["--grantee", "authority:public-health",
                              "--admin-pubkey", os.path.join(self.env.dir, "admin.pub"),
                              "--block-interval-ms", "200", "--stats-interval-s", "1"]
         self.env.gw.start()
-        self.procs = []
 
-    def tearDown(self):
+    def cleanup(self):
         for p in self.procs:
             if p.poll() is None:
                 p.kill()

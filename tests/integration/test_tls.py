@@ -81,8 +81,10 @@ class Tls(unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="ehrgate-tls-")
         os.chmod(self.dir, 0o755)  # mosquitto started as root runs as user mosquitto
-        self.certs = os.path.join(self.dir, "certs")
+        self.gw = self.broker = None
         self.clients = []
+        self.addCleanup(self.cleanup)  # also when setUp fails half-way
+        self.certs = os.path.join(self.dir, "certs")
         subprocess.run(["bash", os.path.join(ROOT, "config", "gen-certs.sh"), self.certs] + IDS,
                        check=True, capture_output=True)
         ctl = lambda *a: subprocess.run([EHRCTL, "--db", os.path.join(self.dir, "gw.db")] +
@@ -112,14 +114,16 @@ class Tls(unittest.TestCase):
                                          "--block-interval-ms", "200"]
         self.gw.start()
 
-    def tearDown(self):
+    def cleanup(self):
         for cl in self.clients:
             try:
                 cl.close()
             except Exception:
                 pass
-        self.gw.stop()
-        self.broker.stop()
+        if self.gw:
+            self.gw.stop()
+        if self.broker:
+            self.broker.stop()
         if os.environ.get("EHRGATE_KEEP_TMP") is None:
             shutil.rmtree(self.dir, ignore_errors=True)
 

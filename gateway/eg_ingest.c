@@ -249,7 +249,6 @@ int ig_is_storage_error(eg_err rc)
 {
     return rc == EG_E_DB || rc == EG_E_DB_FULL || rc == EG_E_NOMEM;
 }
-#define is_storage_error ig_is_storage_error
 
 void ig_mark(const struct eg_ingest *ig, struct ig_mark *mk)
 {
@@ -457,7 +456,7 @@ static eg_err commit_accepted(struct eg_ingest *ig, struct msgctx *c, const stru
 fail:
     cJSON_Delete(r);
     (void)first;
-    if (is_storage_error(rc)) {
+    if (ig_is_storage_error(rc)) {
         ig->next_seq = mk.next_seq;
         return rc;
     }
@@ -485,23 +484,23 @@ static eg_err accept_or_answer(struct eg_ingest *ig, struct msgctx *c, const str
         if (erased) {
             /* kept without its payload: the patient's data must not be
              * stored again, not even in the quarantine */
-            struct eg_msg stub = *c->m;
+            struct eg_msg bare = *c->m;
             const struct eg_msg *orig = c->m;
-            stub.payload = (uint8_t *)"";
-            stub.len = 0;
-            stub.next = NULL;
+            bare.payload = (uint8_t *)"";
+            bare.len = 0;
+            bare.next = NULL;
             eg_fail(&err, EG_E_UNKNOWN_PATIENT,
                     "patient: %s was erased; no new records are accepted for it (the payload "
                     "is not kept)",
                     o[i].patient);
-            c->m = &stub;
+            c->m = &bare;
             rc = reject(ig, c, &err);
             c->m = orig;
             return rc;
         }
     }
     rc = commit_accepted(ig, c, o, n);
-    if (rc == EG_OK || is_storage_error(rc))
+    if (rc == EG_OK || ig_is_storage_error(rc))
         return rc;
     if (rc == EG_E_TOO_LARGE)
         eg_fail(&err, EG_E_TOO_LARGE, "entry: a normalized observation exceeds %lld bytes",

@@ -17,48 +17,11 @@
 #include "eg_hl7.h"
 #include "eg_hospital.h"
 #include "eg_json.h"
+#include "fuzz_util.h"
 
 #define NOW_MS 1795501800000LL /* 2026-11-24T06:30:00.000Z, as in the unit tests */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* True if s[0..n) is well-formed UTF-8 (no overlongs, no surrogates). */
-static int utf8_ok(const unsigned char *s, size_t n)
-{
-    size_t i = 0, len, k;
-
-    while (i < n) {
-        unsigned char c = s[i], lo = 0x80, hi = 0xBF;
-
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        if (c >= 0xC2 && c <= 0xDF)
-            len = 2;
-        else if (c >= 0xE0 && c <= 0xEF)
-            len = 3;
-        else if (c >= 0xF0 && c <= 0xF4)
-            len = 4;
-        else
-            return 0;
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F;
-        else if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-        if (i + len > n || s[i + 1] < lo || s[i + 1] > hi)
-            return 0;
-        for (k = 2; k < len; k++)
-            if ((s[i + k] & 0xC0) != 0x80)
-                return 0;
-        i += len;
-    }
-    return 1;
-}
 
 static void check_msg(const struct eg_hmsg *h, eg_err rc, const struct eg_error *e)
 {
@@ -71,7 +34,7 @@ static void check_msg(const struct eg_hmsg *h, eg_err rc, const struct eg_error 
         if (h->n != 0 || h->obs != NULL)
             abort(); /* all-or-nothing */
         n = strnlen(e->detail, sizeof e->detail);
-        if (n == 0 || n >= sizeof e->detail || !utf8_ok((const unsigned char *)e->detail, n))
+        if (n == 0 || n >= sizeof e->detail || !fuzz_utf8_ok((const unsigned char *)e->detail, n))
             abort();
         for (i = 0; i < n; i++)
             if ((unsigned char)e->detail[i] < 0x20 || e->detail[i] == 0x7F)
@@ -111,7 +74,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (eg_hobs_set_subject(&h.obs[i], "P001") != 0)
             continue; /* OOM only */
         txt = egjson_print(h.obs[i].resource, &len);
-        if (txt && !utf8_ok((const unsigned char *)txt, len))
+        if (txt && !fuzz_utf8_ok((const unsigned char *)txt, len))
             abort();
         free(txt);
     }
@@ -124,7 +87,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (i = 0; i < len; i++)
         crs += ack[i] == '\r';
     if (len < 8 || memcmp(ack, "MSH", 3) != 0 || ack[len - 1] != '\r' || crs != 2 ||
-        !strstr(ack, "\rMSA") || !utf8_ok((const unsigned char *)ack, len) || strchr(ack, '\n'))
+        !strstr(ack, "\rMSA") || !fuzz_utf8_ok((const unsigned char *)ack, len) || strchr(ack, '\n'))
         abort();
     free(ack);
     eg_hmsg_clear(&h);

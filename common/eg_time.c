@@ -36,6 +36,13 @@ int64_t eg_mono_ms(void)
     return clock_ms(CLOCK_MONOTONIC);
 }
 
+int64_t eg_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static bool is_leap(int64_t y)
 {
     return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;

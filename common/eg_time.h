@@ -13,6 +13,8 @@
 int64_t eg_now_ms(void);
 /* Monotonic clock in ms, for timeouts. */
 int64_t eg_mono_ms(void);
+/* Monotonic clock in µs, for latency measurements. */
+int64_t eg_mono_us(void);
 
 /* Parses an RFC 3339 date-time with offset ("Z", "z" or "+HH:MM"/"-HH:MM"),
  * optional fraction of any length (truncated to ms), 'T' or 't' separator.

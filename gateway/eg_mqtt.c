@@ -85,6 +85,7 @@ static int on_message(void *context, char *topic, int topic_len, MQTTAsync_messa
              : NULL;
     if (em) {
         em->received_ms = eg_now_ms();
+        em->received_us = eg_mono_us();
         em->feed_seq = feed_seq;
         if (eg_queue_push(m->q, em) != 0)
             atomic_fetch_add(&m->dropped, 1);
@@ -156,6 +157,10 @@ static void on_connected(void *context, MQTTAsync_successData5 *r)
     log_msg(EG_LOG_INFO, "connected to %s (session %s)", m->o.uri,
             r && r->alt.connect.sessionPresent ? "resumed" : "new");
     atomic_store(&m->state, ST_SUBSCRIBING);
+    if (m->o.nfilters == 0) { /* a publisher only (the bench's load links) */
+        on_subscribed(m, NULL);
+        return;
+    }
     for (int i = 0; i < m->o.nfilters; i++) {
         MQTTSubscribe_options init = MQTTSubscribe_options_initializer;
         filters[i] = m->o.filters[i];
@@ -373,6 +378,11 @@ eg_err eg_mqtt_new(const struct eg_mqtt_opts *opts, struct eg_queue *q, struct e
     atomic_store(&m->intake_open, 1);
     atomic_store(&m->state, ST_DOWN);
     cro.sendWhileDisconnected = 0;
+    /* Paho refuses a send (MQTTASYNC_MAX_BUFFERED_MESSAGES) while this many
+     * are queued in the client and not yet written, even when connected; its
+     * default of 100 made the outbox publisher stall under load. Callers
+     * bound what they have in flight themselves (outbox_inflight). */
+    cro.maxBufferedMessages = 100000;
     rc = MQTTAsync_createWithOptions(&m->client, opts->uri, opts->client_id,
                                      MQTTCLIENT_PERSISTENCE_NONE, NULL, &cro);
     if (rc != MQTTASYNC_SUCCESS) {

@@ -91,7 +91,7 @@ static void *run(void *arg)
     pthread_mutex_lock(&p->mu);
     while (!p->stop) {
         uint64_t gen = eg_mqtt_generation(p->mqtt);
-        int room, n;
+        int room, n, blocked;
         int64_t after;
         if (!eg_mqtt_ready(p->mqtt)) {
             wait_ms(p, 100);
@@ -120,9 +120,10 @@ static void *run(void *arg)
             wait_ms(p, 500);
             continue;
         }
+        blocked = 0;
         for (int i = 0; i < n; i++) {
             struct send *s;
-            if (p->rewind || p->gen != eg_mqtt_generation(p->mqtt)) {
+            if (blocked || p->rewind || p->gen != eg_mqtt_generation(p->mqtt)) {
                 eg_outbox_row_clear(&rows[i]);
                 continue;
             }
@@ -141,9 +142,13 @@ static void *run(void *arg)
                 if (eg_mqtt_publish(p->mqtt, rows[i].topic, rows[i].payload, rows[i].len,
                                     rows[i].qos, rows[i].retain, rows[i].props, on_done,
                                     s) != 0) {
+                    /* not queued (the client's buffer is full, or the link
+                     * just went down): the cursor stays before this row, so
+                     * it is fetched and sent again; nothing in flight is
+                     * sent twice. A lost connection is a new generation. */
                     pthread_mutex_lock(&p->mu);
                     p->inflight--;
-                    p->rewind = 1;
+                    blocked = 1;
                     free(s);
                 } else {
                     pthread_mutex_lock(&p->mu);
@@ -151,11 +156,13 @@ static void *run(void *arg)
                         p->cursor = rows[i].id;
                 }
             } else {
-                p->rewind = 1;
+                blocked = 1; /* out of memory: try again shortly */
             }
             eg_outbox_row_clear(&rows[i]);
         }
-        if (n == 0 || p->rewind)
+        if (blocked)
+            wait_ms(p, 5);
+        else if (n == 0 || p->rewind)
             wait_ms(p, p->rewind ? 200 : 100);
     }
     pthread_mutex_unlock(&p->mu);

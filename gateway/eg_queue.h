@@ -25,6 +25,7 @@ struct eg_msg {
     uint8_t *corr;    /* Correlation Data, or NULL */
     size_t corr_len;
     int64_t received_ms;
+    int64_t received_us;   /* monotonic µs at arrival (eg_mono_us), for latency figures */
     int64_t quarantine_id; /* > 0 when replayed from quarantine */
     int64_t feed_seq;      /* user property feed_seq (a grantee's feed), or -1 */
 };

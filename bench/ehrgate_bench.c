@@ -54,6 +54,8 @@ static struct {
     int nsizes;
     long long fill[8];
     int nfill;
+    const char *gw_opts[16];
+    int ngw_opts;
     int keep, quick;
 } opt = {.duration = 10, .warmup = 2, .devices = {10, 1000, 10000}, .ndevices = 3,
          .main_devices = 1000, .conns = 4, .window = 2000, .patients = 1000, .hospitals = 4,
@@ -687,6 +689,10 @@ static int gw_prepare(struct run *r, const char *dir, long devices, uint64_t *se
                "grantee = " GRANTEE ":public-health\nsource_rate = 0\nsession_expiry_s = 0\n"
                "log_level = warn\n",
             broker_uri, r->db, r->key, r->mk);
+    for (int i = 0; i < opt.ngw_opts; i++) {
+        const char *eq = strchr(opt.gw_opts[i], '=');
+        fprintf(f, "%.*s = %s\n", (int)(eq - opt.gw_opts[i]), opt.gw_opts[i], eq + 1);
+    }
     fclose(f);
     return 0;
 }
@@ -1001,6 +1007,7 @@ static void usage(FILE *out)
             "  --fill LIST         grow a database directly to each of these entry counts and\n"
             "                      measure startup and ingest on it (e.g. 1000000,10000000)\n"
             "  --quick             a short run: 3 s phases, fleets 10,100, no fill\n"
+            "  --gateway-opt K=V   an extra line \"K = V\" in the gateways' config (repeatable)\n"
             "  --work DIR          working directory (default: a new /tmp/ehrgate-bench-*)\n"
             "  --keep              keep the working directory\n"
             "  --json FILE         also write the figures as JSON\n"
@@ -1114,6 +1121,8 @@ int main(int argc, char **argv)
             ;
         else if (strcmp(a, "--signed-msgs") == 0 && (opt.signed_msgs = atol(v)) >= 1)
             ;
+        else if (strcmp(a, "--gateway-opt") == 0 && strchr(v, '=') && opt.ngw_opts < 16)
+            opt.gw_opts[opt.ngw_opts++] = v;
         else if (strcmp(a, "--work") == 0)
             opt.work = v;
         else if (strcmp(a, "--json") == 0)

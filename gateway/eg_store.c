@@ -5,6 +5,8 @@
  */
 #include "eg_store.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -393,4 +395,104 @@ void eg_store_close(struct eg_store *st)
         sqlite3_finalize(st->stmts[i].stmt);
     sqlite3_close(st->db);
     free(st);
+}
+
+/* ---- checkpointer --------------------------------------------------------- */
+struct eg_checkpointer {
+    sqlite3 *db;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    int stop;
+    int pending; /* WAL pages written since the last checkpoint request */
+};
+
+/* Runs in the writer's thread after each commit (sqlite3_wal_hook). */
+static int wal_hook(void *ctx, sqlite3 *db, const char *name, int pages)
+{
+    struct eg_checkpointer *c = ctx;
+    (void)name;
+    if (pages >= EG_CKPT_BACKSTOP_PAGES) /* the checkpointer fell behind */
+        sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    else if (pages >= EG_CKPT_PAGES) {
+        pthread_mutex_lock(&c->mu);
+        c->pending = 1;
+        pthread_cond_signal(&c->cond);
+        pthread_mutex_unlock(&c->mu);
+    }
+    return SQLITE_OK;
+}
+
+static void *ckpt_run(void *arg)
+{
+    struct eg_checkpointer *c = arg;
+    pthread_mutex_lock(&c->mu);
+    while (!c->stop) {
+        int rc;
+        if (!c->pending) {
+            pthread_cond_wait(&c->cond, &c->mu);
+            continue;
+        }
+        c->pending = 0;
+        pthread_mutex_unlock(&c->mu);
+        rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+            log_msg(EG_LOG_DEBUG, "checkpoint: %s", sqlite3_errstr(rc));
+        pthread_mutex_lock(&c->mu);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+eg_err eg_store_tune_writer(struct eg_store *st, const char *path, int cache_kib,
+                            struct eg_checkpointer **out, struct eg_error *e)
+{
+    struct eg_checkpointer *c = calloc(1, sizeof *c);
+    char sql[64];
+    eg_err rc;
+
+    *out = NULL;
+    if (!c)
+        return eg_fail(e, EG_E_NOMEM, "out of memory");
+    snprintf(sql, sizeof sql, "PRAGMA cache_size = -%d", cache_kib);
+    if ((rc = eg_store_exec(st, sql, e)) != EG_OK) {
+        free(c);
+        return rc;
+    }
+    if (sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
+        rc = eg_fail(e, EG_E_DB, "%s: cannot open the checkpointer's connection: %s", path,
+                     c->db ? sqlite3_errmsg(c->db) : "out of memory");
+        sqlite3_close(c->db);
+        free(c);
+        return rc;
+    }
+    sqlite3_busy_timeout(c->db, 1000);
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cond, NULL);
+    if (pthread_create(&c->thread, NULL, ckpt_run, c) != 0) {
+        pthread_cond_destroy(&c->cond);
+        pthread_mutex_destroy(&c->mu);
+        sqlite3_close(c->db);
+        free(c);
+        return eg_fail(e, EG_E_INTERNAL, "cannot start the checkpointer thread");
+    }
+    sqlite3_wal_hook(st->db, wal_hook, c); /* replaces the automatic checkpoint */
+    *out = c;
+    return EG_OK;
+}
+
+void eg_checkpointer_free(struct eg_checkpointer *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->mu);
+    c->stop = 1;
+    pthread_cond_signal(&c->cond);
+    pthread_mutex_unlock(&c->mu);
+    pthread_join(c->thread, NULL);
+    pthread_cond_destroy(&c->cond);
+    pthread_mutex_destroy(&c->mu);
+    sqlite3_close(c->db);
+    free(c);
 }

@@ -32,6 +32,20 @@ eg_err eg_store_open(const char *path, int flags, struct eg_store **out, struct 
 /* Finalizes cached statements and closes. NULL is a no-op. */
 void eg_store_close(struct eg_store *st);
 
+/* The gateway's writer connection: a page cache of cache_kib KiB, and WAL
+ * checkpoints moved off the writer's thread onto a checkpointer thread
+ * with its own connection (PASSIVE, whenever the WAL has grown by
+ * EG_CKPT_PAGES pages). The writer keeps an automatic checkpoint at a
+ * larger size as a backstop, so the WAL stays bounded even when the
+ * checkpointer cannot finish under sustained writes. */
+#define EG_CKPT_PAGES 1000
+#define EG_CKPT_BACKSTOP_PAGES 16000
+struct eg_checkpointer;
+eg_err eg_store_tune_writer(struct eg_store *st, const char *path, int cache_kib,
+                            struct eg_checkpointer **out, struct eg_error *e);
+/* Stops and joins the thread; NULL is a no-op. */
+void eg_checkpointer_free(struct eg_checkpointer *c);
+
 /* Caps the database at about bytes (PRAGMA max_page_count; 0 = SQLite's
  * own maximum). Beyond it writes fail with SQLITE_FULL, as on a full disk.
  * Returns the page count limit now in force, or -1. */

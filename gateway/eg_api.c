@@ -102,13 +102,38 @@ static cJSON *reply_new(const char *op, const char *status)
     return r;
 }
 
+/* One lookup: 0 found (outputs set), 1 none, <0 storage error. */
+static int entry_row(sqlite3_stmt *s, uint64_t *seq, int64_t *block, uint8_t leaf_out[32])
+{
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *seq = (uint64_t)sqlite3_column_int64(s, 0);
+        *block = sqlite3_column_type(s, 1) == SQLITE_NULL ? -1 : sqlite3_column_int64(s, 1);
+        if (sqlite3_column_bytes(s, 2) == 32)
+            memcpy(leaf_out, sqlite3_column_blob(s, 2), 32);
+    }
+    sqlite3_reset(s);
+    if (rc == SQLITE_ROW)
+        return 0;
+    return rc == SQLITE_DONE ? 1 : -(int)eg_store_err(rc);
+}
+
 /* Finds the entry by entry_id ("{name}-{seq}") or leaf hash. 0 found,
- * 1 not found, <0 storage error. */
+ * 1 not found, <0 storage error.
+ *
+ * Leaf hashes are indexed by (block, leaf_hash), not by leaf_hash alone:
+ * an index on random 32-byte keys takes a random page write per entry, and
+ * at 10M entries those writes (and their checkpoints) halved the ingest
+ * rate (docs/performance.md). With the block first, new entries (block
+ * NULL) stay in a small hot part of the index and move to its end when
+ * sealed. A lookup by leaf hash probes the unsealed entries, then each
+ * block from the newest: one index probe per block. */
 static int find_entry(struct eg_store *st, const struct eg_config *cfg, const char *entry_id,
                       const uint8_t *leaf, uint64_t *seq, int64_t *block, uint8_t leaf_out[32])
 {
     sqlite3_stmt *s;
     int rc;
+    int64_t height = -1;
     if (entry_id) {
         size_t nl = strlen(cfg->name);
         const char *p = entry_id + nl + 1;
@@ -124,24 +149,32 @@ static int find_entry(struct eg_store *st, const struct eg_config *cfg, const ch
         if (!s)
             return -EG_E_DB;
         sqlite3_bind_int64(s, 1, (sqlite3_int64)v);
-    } else {
-        s = eg_store_stmt(st, "SELECT seq, block, leaf_hash FROM entries WHERE leaf_hash = ?1"
-                              " ORDER BY seq LIMIT 1");
-        if (!s)
-            return -EG_E_DB;
-        sqlite3_bind_blob(s, 1, leaf, 32, SQLITE_STATIC);
+        return entry_row(s, seq, block, leaf_out);
     }
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        *seq = (uint64_t)sqlite3_column_int64(s, 0);
-        *block = sqlite3_column_type(s, 1) == SQLITE_NULL ? -1 : sqlite3_column_int64(s, 1);
-        if (sqlite3_column_bytes(s, 2) == 32)
-            memcpy(leaf_out, sqlite3_column_blob(s, 2), 32);
-    }
+    s = eg_store_stmt(st, "SELECT seq, block, leaf_hash FROM entries"
+                          " WHERE block IS NULL AND leaf_hash = ?1");
+    if (!s)
+        return -EG_E_DB;
+    sqlite3_bind_blob(s, 1, leaf, 32, SQLITE_STATIC);
+    if ((rc = entry_row(s, seq, block, leaf_out)) != 1)
+        return rc;
+    s = eg_store_stmt(st, "SELECT max(height) FROM blocks");
+    if (!s)
+        return -EG_E_DB;
+    if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL)
+        height = sqlite3_column_int64(s, 0);
     sqlite3_reset(s);
-    if (rc == SQLITE_ROW)
-        return 0;
-    return rc == SQLITE_DONE ? 1 : -(int)eg_store_err(rc);
+    s = eg_store_stmt(st, "SELECT seq, block, leaf_hash FROM entries"
+                          " WHERE block = ?2 AND leaf_hash = ?1");
+    if (!s)
+        return -EG_E_DB;
+    for (int64_t h = height; h >= 0; h--) {
+        sqlite3_bind_blob(s, 1, leaf, 32, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 2, h);
+        if ((rc = entry_row(s, seq, block, leaf_out)) != 1)
+            return rc;
+    }
+    return 1;
 }
 
 static int gateway_id(struct eg_store *st, uint8_t id[32])

@@ -29,6 +29,7 @@ struct eg_publisher {
     int inflight;    /* sends of the current generation awaiting an answer */
     uint64_t gen;    /* connection generation the sends belong to */
     int64_t cursor;  /* highest id sent in this pass */
+    int backoff_ms;  /* while the client library takes no more: 5 ms doubling to 200 ms */
     uint64_t sent;
     int64_t *acked;  /* acknowledged, not yet handed to the pipeline */
     size_t nacked;
@@ -111,6 +112,8 @@ static void *run(void *arg)
         }
         if (room > FETCH_MAX)
             room = FETCH_MAX;
+        if (p->backoff_ms && room > 16)
+            room = 16; /* the library was full: probe with a few rows */
         after = p->cursor;
         pthread_mutex_unlock(&p->mu);
         n = eg_outbox_fetch(p->st, after, room, rows);
@@ -160,10 +163,17 @@ static void *run(void *arg)
             }
             eg_outbox_row_clear(&rows[i]);
         }
-        if (blocked)
-            wait_ms(p, 5);
-        else if (n == 0 || p->rewind)
-            wait_ms(p, p->rewind ? 200 : 100);
+        if (blocked) {
+            p->backoff_ms = p->backoff_ms ? p->backoff_ms * 2 : 5;
+            if (p->backoff_ms > 200)
+                p->backoff_ms = 200;
+            wait_ms(p, p->backoff_ms);
+        } else {
+            if (n > 0)
+                p->backoff_ms = 0;
+            if (n == 0 || p->rewind)
+                wait_ms(p, p->rewind ? 200 : 100);
+        }
     }
     pthread_mutex_unlock(&p->mu);
     return NULL;

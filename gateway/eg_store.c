@@ -118,6 +118,11 @@ static const char *const migrations[] = {
     "  consent_id TEXT NOT NULL, action TEXT NOT NULL, grantee TEXT NOT NULL,"
     "  at INTEGER NOT NULL);"
     "CREATE INDEX consent_log_patient ON consent_log(patient_id, seq);",
+    /* 5 -> 6: leaf hashes indexed after their block, so that appending an
+     * entry writes to the hot end of the index instead of a random page
+     * (docs/performance.md: the random index halved ingest at 10M entries) */
+    "DROP INDEX entries_leaf;"
+    "CREATE INDEX entries_block_leaf ON entries(block, leaf_hash);",
 };
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -454,7 +459,9 @@ eg_err eg_store_tune_writer(struct eg_store *st, const char *path, int cache_kib
     *out = NULL;
     if (!c)
         return eg_fail(e, EG_E_NOMEM, "out of memory");
-    snprintf(sql, sizeof sql, "PRAGMA cache_size = -%d", cache_kib);
+    /* the WAL file is cut back to 64 MiB whenever it restarts */
+    snprintf(sql, sizeof sql, "PRAGMA cache_size = -%d; PRAGMA journal_size_limit = 67108864",
+             cache_kib);
     if ((rc = eg_store_exec(st, sql, e)) != EG_OK) {
         free(c);
         return rc;
@@ -468,6 +475,9 @@ eg_err eg_store_tune_writer(struct eg_store *st, const char *path, int cache_kib
         return rc;
     }
     sqlite3_busy_timeout(c->db, 1000);
+    /* a checkpoint syncs the WAL before copying and the database after, as
+     * the writer would (durability does not depend on the build's default) */
+    sqlite3_exec(c->db, "PRAGMA synchronous = FULL", NULL, NULL, NULL);
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cond, NULL);
     if (pthread_create(&c->thread, NULL, ckpt_run, c) != 0) {

@@ -16,7 +16,7 @@
 
 #include "eg_err.h"
 
-#define EG_SCHEMA_VERSION 5
+#define EG_SCHEMA_VERSION 6
 
 enum {
     EG_STORE_CREATE = 1,   /* create the file and schema if missing */
@@ -35,9 +35,10 @@ void eg_store_close(struct eg_store *st);
 /* The gateway's writer connection: a page cache of cache_kib KiB, and WAL
  * checkpoints moved off the writer's thread onto a checkpointer thread
  * with its own connection (PASSIVE, whenever the WAL has grown by
- * EG_CKPT_PAGES pages). The writer keeps an automatic checkpoint at a
- * larger size as a backstop, so the WAL stays bounded even when the
- * checkpointer cannot finish under sustained writes. */
+ * EG_CKPT_PAGES pages). The writer checkpoints by itself as a backstop at
+ * EG_CKPT_BACKSTOP_PAGES, so under sustained writes the WAL restarts at
+ * about that size (64 MB) unless a reader holds an old snapshot (as in
+ * stock SQLite); the file is cut back to 64 MiB when it restarts. */
 #define EG_CKPT_PAGES 1000
 #define EG_CKPT_BACKSTOP_PAGES 16000
 struct eg_checkpointer;

@@ -165,6 +165,7 @@ static const char *const undo[] = {
           " DROP TABLE feed; DROP TABLE erase_requests;",
     [5] = "DROP INDEX consent_log_patient; DROP TABLE consent_log; DROP INDEX outbox_patient;"
           " ALTER TABLE outbox DROP COLUMN patient; ALTER TABLE outbox DROP COLUMN sealed;",
+    [6] = "DROP INDEX entries_block_leaf; CREATE INDEX entries_leaf ON entries(leaf_hash);",
 };
 
 /* A schema-1 database is migrated on open, keeping its data. */
@@ -202,6 +203,9 @@ static void test_migrate_older(void)
     CU_ASSERT_EQUAL(query_int(st, "PRAGMA user_version"), EG_SCHEMA_VERSION);
     CU_ASSERT_EQUAL(query_int(st, "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
                                   " AND name = 'entries_chain'"),
+                    1);
+    CU_ASSERT_EQUAL(query_int(st, "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
+                                  " AND name IN ('entries_block_leaf', 'entries_leaf')"),
                     1);
     CU_ASSERT_EQUAL(eg_store_meta_get(st, "kept", buf, sizeof buf), 0);
     CU_ASSERT_EQUAL(eg_registry_patient_exists(st, "P1"), EG_OK);

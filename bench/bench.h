@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <signal.h>
 #include <sys/types.h>
 
 #include "eg_mqtt.h"
@@ -38,6 +39,11 @@ int bench_stop(pid_t pid, int timeout_ms);
 int bench_wait(pid_t pid);
 /* A free TCP port on 127.0.0.1, 0 on failure. */
 int bench_free_port(void);
+/* 1 when something accepts connections on 127.0.0.1:port. */
+int bench_port_open(int port);
+/* Set by the caller's SIGINT/SIGTERM handler: bench_wait() then stops the
+ * child (SIGTERM) instead of waiting for it to finish. */
+extern volatile sig_atomic_t *bench_stop_flag;
 
 /* CPU seconds (user + system) of pid (0: this process) and its peak and
  * current resident set in KiB. Missing values are 0. */

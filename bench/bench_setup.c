@@ -77,8 +77,10 @@ int bench_setup_db(const struct bench_setup *s, uint64_t *next_seq)
     uint64_t todo = 0;
 
     snprintf(grantee_opt, sizeof grantee_opt, "%s:public-health", s->grantee);
-    if (!rest || eg_config_init(&cfg) != EG_OK)
+    if (!rest || eg_config_init(&cfg) != EG_OK) {
+        free(rest);
         return fail("config", NULL);
+    }
     if (eg_config_parse_args(&cfg, EG_CFG_GATEWAY, 9, argv, rest, &nrest, &e) != EG_OK) {
         fail("config", &e);
         goto out;

@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -53,6 +54,8 @@ void samples_free(struct samples *s)
     memset(s, 0, sizeof *s);
 }
 
+volatile sig_atomic_t *bench_stop_flag;
+
 pid_t bench_spawn(char *const argv[], const char *log)
 {
     pid_t pid = fork();
@@ -66,9 +69,9 @@ pid_t bench_spawn(char *const argv[], const char *log)
             close(fd);
         }
         setpgid(0, 0); /* a Ctrl-C on the bench is the bench's to handle */
+        prctl(PR_SET_PDEATHSIG, SIGTERM); /* and a bench that dies takes them along */
         execvp(argv[0], argv);
-        fprintf(stderr, "ehrgate-bench: cannot run %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
+        _exit(127); /* the bench reports the exit status */
     }
     return pid;
 }
@@ -76,9 +79,15 @@ pid_t bench_spawn(char *const argv[], const char *log)
 int bench_wait(pid_t pid)
 {
     int st;
+    if (pid <= 0)
+        return -1;
     while (waitpid(pid, &st, 0) < 0) {
         if (errno != EINTR)
             return -1;
+        if (bench_stop_flag && *bench_stop_flag) {
+            bench_stop(pid, 10000);
+            return -1; /* interrupted: not a result */
+        }
     }
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
@@ -118,6 +127,21 @@ int bench_free_port(void)
         port = ntohs(a.sin_port);
     close(fd);
     return port;
+}
+
+int bench_port_open(int port)
+{
+    struct sockaddr_in a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), ok;
+    if (fd < 0)
+        return 0;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons((uint16_t)port);
+    ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    return ok;
 }
 
 void proc_read(pid_t pid, struct proc_sample *out)

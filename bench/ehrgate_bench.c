@@ -26,10 +26,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bench.h"
 #include "bench_setup.h"
+#include <sqlite3.h>
+
 #include "eg_codec.h"
 #include "eg_key.h"
 #include "eg_log.h"
@@ -54,14 +57,16 @@ static struct {
     int nsizes;
     long long fill[8];
     int nfill;
+    const char *paths; /* headline extras to run */
     const char *gw_opts[16];
     int ngw_opts;
-    int keep, quick;
+    int keep, quick, reuse_fill;
 } opt = {.duration = 10, .warmup = 2, .devices = {10, 1000, 10000}, .ndevices = 3,
          .main_devices = 1000, .conns = 4, .window = 2000, .patients = 1000, .hospitals = 4,
          .signed_msgs = 6000, .sizes = {1024, 4096}, .nsizes = 2};
 
 static volatile sig_atomic_t stop_flag;
+static int failures; /* checks that failed: lost messages, rejections, verify, exit codes */
 static void on_signal(int sig)
 {
     (void)sig;
@@ -120,7 +125,6 @@ static int start_broker(void)
     char *argv[] = {(char *)tool_mosquitto, "-c", conf, NULL};
     int port = bench_free_port();
     FILE *f;
-    struct link probe;
 
     snprintf(conf, sizeof conf, "%s/mosquitto.conf", opt.work);
     snprintf(log, sizeof log, "%s/mosquitto.log", opt.work);
@@ -133,14 +137,16 @@ static int start_broker(void)
     snprintf(broker_uri, sizeof broker_uri, "mqtt://127.0.0.1:%d", port);
     if ((broker_pid = bench_spawn(argv, log)) < 0)
         return -1;
-    for (int i = 0; i < 50; i++) {
-        usleep(100000);
-        if (link_open(&probe, broker_uri, "bench-probe", NULL, 0) == 0) {
-            link_close(&probe);
-            return 0;
+    for (int i = 0; i < 100; i++) {
+        usleep(50000);
+        if (waitpid(broker_pid, NULL, WNOHANG) == broker_pid) {
+            broker_pid = -1;
+            break;
         }
+        if (bench_port_open(port))
+            return 0;
     }
-    say("mosquitto did not start (see %s)", log);
+    say("mosquitto (%s) did not start: see %s", tool_mosquitto, log);
     return -1;
 }
 
@@ -156,8 +162,11 @@ struct run {
     uint8_t *done;                /* receipt (or relay) seen for k */
     size_t kcap;
     uint64_t k_next;
+    uint64_t k_off; /* message ids on the wire are k + k_off: unique across runs on one database */
     int64_t *commit_us; /* receipt arrival by seq - seq_base */
     size_t ccap;
+    uint8_t *fed; /* feed message seen, by seq - seq_base */
+    size_t fcap;
     struct eg_key *key_signer;
     struct eg_rng *rng;
     long devices;
@@ -198,10 +207,17 @@ struct phase {
     uint64_t acc_win, recs_win;  /* accepted messages and records inside the window */
     uint64_t accepted, rejected, feed;
     double t0, t_win, t_end;
+    int64_t win_lo_us, win_hi_us; /* latency samples: messages sent in the window */
+    int64_t last_answer_us;
     struct samples rlat, flat, seal;
     const char *first_error;
     char err_buf[160];
 };
+
+static int in_window(const struct phase *ph, const struct run *r, uint64_t k)
+{
+    return r->send_us[k] >= ph->win_lo_us && r->send_us[k] <= ph->win_hi_us;
+}
 
 static void note_error(struct phase *ph, const char *p, const char *end)
 {
@@ -225,12 +241,14 @@ static void on_receipts(struct run *r, struct phase *ph, const struct eg_msg *m)
         const char *seg_end = next ? next : end, *q;
         uint64_t k, seq, recs = 0;
         int accepted;
-        if (!scan_u64(p, seg_end, key, &k) || k < ph->k0 || k >= r->k_next || r->done[k]) {
+        if (!scan_u64(p, seg_end, key, &k) || k < r->k_off || (k -= r->k_off) < ph->k0 ||
+            k >= r->k_next || r->done[k]) {
             p = seg_end;
             continue;
         }
         r->done[k] = 1;
         ph->answered++;
+        ph->last_answer_us = m->received_us;
         accepted = memmem(p, (size_t)(seg_end - p), "\"status\":\"accepted\"", 19) != NULL;
         for (q = p; (q = scan_u64(q, seg_end, "\"entry_id\":\"gw1-", &seq));) {
             recs++;
@@ -238,7 +256,8 @@ static void on_receipts(struct run *r, struct phase *ph, const struct eg_msg *m)
                 grow((void **)&r->commit_us, &r->ccap, seq - r->seq_base, sizeof *r->commit_us) == 0)
                 r->commit_us[seq - r->seq_base] = m->received_us;
         }
-        samples_add(&ph->rlat, (double)(m->received_us - r->send_us[k]) / 1000.0);
+        if (in_window(ph, r, k))
+            samples_add(&ph->rlat, (double)(m->received_us - r->send_us[k]) / 1000.0);
         if (accepted) {
             ph->accepted++;
             if (now >= ph->t_win && now <= ph->t_end) {
@@ -257,11 +276,17 @@ static void on_receipts(struct run *r, struct phase *ph, const struct eg_msg *m)
 static void on_feed(struct run *r, struct phase *ph, const struct eg_msg *m)
 {
     const char *p = (const char *)m->payload, *end = p + m->len;
-    uint64_t k;
-    if (!scan_u64(p, end, "\"msg_id\":\"", &k) || k < ph->k0 || k >= r->k_next)
-        return;
+    uint64_t k, seq;
+    /* the entry's first "seq" is its own; the first "msg_id" is its source's */
+    if (!scan_u64(p, end, "\"seq\":", &seq) || seq < r->seq_base ||
+        !scan_u64(p, end, "\"msg_id\":\"", &k) || k < r->k_off || (k -= r->k_off) < ph->k0 ||
+        k >= r->k_next ||
+        grow((void **)&r->fed, &r->fcap, seq - r->seq_base, 1) != 0 || r->fed[seq - r->seq_base])
+        return; /* not this phase's, or a repeat (feeds are at least once) */
+    r->fed[seq - r->seq_base] = 1;
     ph->feed++;
-    samples_add(&ph->flat, (double)(m->received_us - r->send_us[k]) / 1000.0);
+    if (in_window(ph, r, k))
+        samples_add(&ph->flat, (double)(m->received_us - r->send_us[k]) / 1000.0);
 }
 
 /* A block: every entry in it waited from its commit (its receipt) until now. */
@@ -291,11 +316,13 @@ static void on_relayed(struct run *r, struct phase *ph, const struct eg_msg *m)
     r->done[k] = 1;
     ph->answered++;
     ph->accepted++;
+    ph->last_answer_us = m->received_us;
     if (now >= ph->t_win && now <= ph->t_end) {
         ph->acc_win++;
         ph->recs_win++;
     }
-    samples_add(&ph->rlat, (double)(m->received_us - r->send_us[k]) / 1000.0);
+    if (in_window(ph, r, k))
+        samples_add(&ph->rlat, (double)(m->received_us - r->send_us[k]) / 1000.0);
 }
 
 static void on_reply(struct run *r, struct phase *ph, const struct eg_msg *m)
@@ -310,7 +337,9 @@ static void on_reply(struct run *r, struct phase *ph, const struct eg_msg *m)
         return;
     r->done[k] = 1;
     ph->answered++;
-    samples_add(&ph->rlat, (double)(m->received_us - r->send_us[k]) / 1000.0);
+    ph->last_answer_us = m->received_us;
+    if (in_window(ph, r, k))
+        samples_add(&ph->rlat, (double)(m->received_us - r->send_us[k]) / 1000.0);
     if (memmem(m->payload, m->len, "\"status\":\"ok\"", 13)) {
         ph->accepted++;
         if (now >= ph->t_win && now <= ph->t_end)
@@ -383,13 +412,13 @@ static int make_msg(struct run *r, enum kind kind, uint64_t k, struct outmsg *o)
         snprintf(o->topic, sizeof o->topic, "ehr/device/BD%llu/telemetry",
                  (unsigned long long)(k % (uint64_t)r->devices));
         if (asprintf(&o->payload, "{\"seq\":%llu,\"ts\":\"%s\",\"readings\":[{\"type\":\"heart_rate\",\"value\":%llu}]}",
-                     (unsigned long long)k, ts, (unsigned long long)(55 + k % 60)) < 0)
+                     (unsigned long long)(k + r->k_off), ts, (unsigned long long)(55 + k % 60)) < 0)
             return -1;
         o->len = strlen(o->payload);
         return 0;
     case K_SIGNED:
         if (k - signed_base >= signed_count)
-            return -1;
+            return 1; /* the pre-signed messages are used up */
         snprintf(o->topic, sizeof o->topic, "ehr/device/BS%llu/telemetry",
                  (unsigned long long)(k % (uint64_t)signed_devices));
         if (!(o->payload = strdup(signed_payloads[k - signed_base])))
@@ -404,7 +433,7 @@ static int make_msg(struct run *r, enum kind kind, uint64_t k, struct outmsg *o)
         snprintf(o->topic, sizeof o->topic, "ehr/hospital/%s/records", id);
         {
             char msg_id[24];
-            snprintf(msg_id, sizeof msg_id, "%llu", (unsigned long long)k);
+            snprintf(msg_id, sizeof msg_id, "%llu", (unsigned long long)(k + r->k_off));
             o->payload = kind == K_FHIR ? sim_hosp_fhir_bundle(id, msg_id, mrn, now - 60000, &r->rand, &o->len)
                                         : sim_hosp_hl7_oru(id, msg_id, mrn, now - 60000, &r->rand, &o->len);
         }
@@ -443,7 +472,7 @@ static int presign(struct run *r, uint64_t base, uint64_t count)
         uint8_t digest[32];
         snprintf(topic, sizeof topic, "ehr/device/BS%llu/telemetry", (unsigned long long)(k % (uint64_t)signed_devices));
         if (asprintf(&signed_payloads[i], "{\"seq\":%llu,\"ts\":\"%s\",\"readings\":[{\"type\":\"spo2\",\"value\":%llu}]}",
-                     (unsigned long long)k, ts, (unsigned long long)(90 + k % 10)) < 0)
+                     (unsigned long long)(k + r->k_off), ts, (unsigned long long)(90 + k % 10)) < 0)
             return -1;
         eg_topic_digest(topic, signed_payloads[i], strlen(signed_payloads[i]), digest);
         if (eg_key_sign_digest(r->key_signer, r->rng, digest, signed_sigs[i], sizeof signed_sigs[i]) != EG_OK)
@@ -477,7 +506,7 @@ static struct result *phase_run(struct run *r, enum kind kind, double rate, cons
     struct phase ph;
     struct result *res = &results[nresults < 63 ? nresults++ : 63];
     struct proc_sample a0[3], a[3], b[3];
-    double now, last_print = 0, drain_until = 0, t_last = 0, win;
+    double now, last_print = 0, drain_until = 0, win, t_a = 0, t_b = 0;
     long window = kind == K_PROOF ? 200 : opt.window;
     size_t bytes = 0;
     int ci = 0, have_a = 0, have_b = 0, early = 0;
@@ -487,7 +516,10 @@ static struct result *phase_run(struct run *r, enum kind kind, double rate, cons
     ph.kind = kind;
     ph.k0 = r->k_next;
     res->kind = kind;
-    res->devices = kind == K_FHIR || kind == K_HL7 ? opt.hospitals : kind == K_SIGNED ? signed_devices : r->devices;
+    res->devices = kind == K_FHIR || kind == K_HL7 ? opt.hospitals
+                   : kind == K_SIGNED              ? signed_devices
+                   : kind == K_RAW                 ? opt.conns
+                                                   : r->devices;
     res->target = rate;
     snprintf(res->label, sizeof res->label, "%s", label);
     say("%s: %.0f s%s", label, opt.duration, rate > 0 ? " (paced)" : " at maximum rate");
@@ -495,11 +527,14 @@ static struct result *phase_run(struct run *r, enum kind kind, double rate, cons
     ph.t0 = bench_now();
     ph.t_win = ph.t0 + opt.warmup;
     ph.t_end = ph.t0 + opt.duration;
+    ph.win_lo_us = (int64_t)(ph.t_win * 1e6);
+    ph.win_hi_us = (int64_t)(ph.t_end * 1e6);
     while (!stop_flag) {
         uint64_t sent_now = 0;
         now = bench_now();
         if (now >= ph.t_win && !have_a && !early) {
             proc_pair(r->gw_pid, a);
+            t_a = now;
             have_a = 1;
         }
         if (now < ph.t_end && !early) {
@@ -511,12 +546,21 @@ static struct result *phase_run(struct run *r, enum kind kind, double rate, cons
             while (ph.sent < allowed && sent_now < 200) {
                 struct outmsg o;
                 uint64_t k = r->k_next;
-                if (make_msg(r, kind, k, &o) != 0) {
-                    early = 1; /* out of pre-made messages */
+                int mk = make_msg(r, kind, k, &o);
+                if (mk > 0) {
+                    /* out of pre-made messages: this phase measures them
+                     * all, from the first send to the last answer */
+                    early = 1;
+                    ph.t_win = ph.t0;
+                    ph.win_lo_us = (int64_t)(ph.t0 * 1e6);
                     break;
                 }
-                if (track_send(r, k) != 0 ||
-                    link_pub(&r->load[ci], o.topic, o.payload, o.len, o.props[0] ? o.props : NULL) != 0) {
+                if (mk < 0 || track_send(r, k) != 0) {
+                    say("%s: cannot make a message (out of memory?)", label);
+                    stop_flag = 1;
+                    break;
+                }
+                if (link_pub(&r->load[ci], o.topic, o.payload, o.len, o.props[0] ? o.props : NULL) != 0) {
                     free(o.payload);
                     break; /* not queued by Paho: try again on the next turn */
                 }
@@ -530,6 +574,7 @@ static struct result *phase_run(struct run *r, enum kind kind, double rate, cons
         } else {
             if (!have_b) {
                 proc_pair(r->gw_pid, b);
+                t_b = now;
                 have_b = 1;
                 if (!early)
                     ph.t_end = now;
@@ -541,8 +586,6 @@ static struct result *phase_run(struct run *r, enum kind kind, double rate, cons
         /* wait for answers when there is nothing to send now (no spinning:
          * the bench shares the two cores with the broker and the gateway) */
         drain(r, &ph, sent_now ? 0 : 1);
-        if (ph.answered)
-            t_last = bench_now();
         if (now - last_print >= 1) {
             last_print = now;
             fprintf(stderr, "\r  %.0f s: %llu sent, %llu answered, %llu accepted, %llu rejected   ",
@@ -550,29 +593,47 @@ static struct result *phase_run(struct run *r, enum kind kind, double rate, cons
                     (unsigned long long)ph.accepted, (unsigned long long)ph.rejected);
         }
     }
+    if (!have_a) { /* stopped early (Ctrl-C, or the pool ran out in the warm-up) */
+        memcpy(a, a0, sizeof a);
+        t_a = ph.t0;
+    }
     if (early) {
-        /* a finite load (pre-signed messages): its rate is over the whole
-         * phase, from the first send to the last answer */
+        /* a finite load: the window ends with its last answer */
         proc_pair(r->gw_pid, b);
         memcpy(a, a0, sizeof a);
-        ph.t_win = ph.t0;
-        ph.t_end = t_last;
+        t_a = ph.t0;
+        ph.t_end = ph.last_answer_us ? (double)ph.last_answer_us / 1e6 : bench_now();
+        t_b = ph.t_end;
         ph.acc_win = ph.accepted;
+        ph.recs_win = ph.accepted; /* one reading per pre-signed message */
+    } else if (!have_b) {
+        proc_pair(r->gw_pid, b);
+        t_b = bench_now();
     }
-    /* the feed and blocks trail the receipts a little */
-    for (double until = bench_now() + (kind == K_RAW || kind == K_PROOF ? 0.2 : 1.5); bench_now() < until;)
-        drain(r, &ph, 20);
+    /* the feed and the blocks trail the receipts: wait for the feed of
+     * every accepted device record (up to 10 s), then for the block */
+    {
+        double until = bench_now() + (kind == K_RAW || kind == K_PROOF ? 0.2 : 10);
+        int need_feed = kind == K_TELEMETRY || kind == K_SIGNED;
+        while (bench_now() < until && !stop_flag) {
+            drain(r, &ph, 20);
+            if (need_feed && ph.feed >= ph.accepted) {
+                until = bench_now() + 1.5; /* then the last block */
+                need_feed = 0;
+            }
+        }
+    }
     fprintf(stderr, "\n");
-    if (early)
-        ph.recs_win = ph.acc_win; /* one reading per signed message */
     win = ph.t_end - ph.t_win;
-    if (win <= 0)
-        win = 1e-9;
-    res->msgs_s = (double)ph.acc_win / win;
-    res->recs_s = (double)ph.recs_win / win;
-    res->gw_cpu = r->gw_pid > 0 ? 100.0 * (b[0].cpu_s - a[0].cpu_s) / win : 0;
-    res->bench_cpu = 100.0 * (b[1].cpu_s - a[1].cpu_s) / win;
-    res->broker_cpu = 100.0 * (b[2].cpu_s - a[2].cpu_s) / win;
+    if (win > 0.001) {
+        res->msgs_s = (double)ph.acc_win / win;
+        res->recs_s = (double)ph.recs_win / win;
+    }
+    if (t_b - t_a > 0.001) {
+        res->gw_cpu = r->gw_pid > 0 ? 100.0 * (b[0].cpu_s - a[0].cpu_s) / (t_b - t_a) : 0;
+        res->bench_cpu = 100.0 * (b[1].cpu_s - a[1].cpu_s) / (t_b - t_a);
+        res->broker_cpu = 100.0 * (b[2].cpu_s - a[2].cpu_s) / (t_b - t_a);
+    }
     res->gw_rss_mb = (double)b[0].rss_kb / 1024.0;
     res->gw_hwm_mb = (double)b[0].hwm_kb / 1024.0;
     res->payload = ph.sent ? bytes / ph.sent : 0;
@@ -588,11 +649,20 @@ static struct result *phase_run(struct run *r, enum kind kind, double rate, cons
     res->s50 = samples_pct(&ph.seal, 50);
     res->s99 = samples_pct(&ph.seal, 99);
     res->smax = samples_pct(&ph.seal, 100);
+    /* what was not sealed yet does not count against the next phase */
+    if (r->commit_us)
+        memset(r->commit_us, 0, r->ccap * sizeof *r->commit_us);
+    if (!stop_flag && (ph.rejected || res->lost ||
+                       ((kind == K_TELEMETRY || kind == K_SIGNED) && ph.feed < ph.accepted)))
+        failures++;
     if (ph.rejected)
         say("%s: %llu rejected (first error: %s)", label, (unsigned long long)ph.rejected,
             ph.first_error ? ph.first_error : "?");
     if (res->lost)
         say("%s: %llu messages not answered within 60 s", label, (unsigned long long)res->lost);
+    if ((kind == K_TELEMETRY || kind == K_SIGNED) && ph.feed < ph.accepted)
+        say("%s: %llu accepted records, only %llu on the feed", label,
+            (unsigned long long)ph.accepted, (unsigned long long)ph.feed);
     say("%s: %.0f msgs/s, %.0f records/s; latency p50 %.1f ms p99 %.1f ms", label, res->msgs_s,
         res->recs_s, res->r50, res->r99);
     samples_free(&ph.rlat);
@@ -624,10 +694,12 @@ static void close_run(struct run *r)
     free(r->send_us);
     free(r->done);
     free(r->commit_us);
+    free(r->fed);
     r->send_us = NULL;
     r->done = NULL;
     r->commit_us = NULL;
-    r->kcap = r->ccap = 0;
+    r->fed = NULL;
+    r->kcap = r->ccap = r->fcap = 0;
 }
 
 /* ---- raw relay ------------------------------------------------------------------------ */
@@ -651,6 +723,17 @@ out:
 }
 
 /* ---- the gateway ------------------------------------------------------------------------ */
+static void remove_db(const char *dir)
+{
+    static const char *const names[] = {"ehrgate.db", "ehrgate.db-wal", "ehrgate.db-shm",
+                                        "gateway.key", "gateway.pub", "master.key", NULL};
+    char path[PATH_MAX + 32];
+    for (int i = 0; names[i]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        unlink(path);
+    }
+}
+
 static int gw_prepare(struct run *r, const char *dir, long devices, uint64_t *setup_s)
 {
     struct bench_setup s;
@@ -678,6 +761,15 @@ static int gw_prepare(struct run *r, const char *dir, long devices, uint64_t *se
     if (bench_setup_db(&s, &r->seq_base) != 0)
         return -1;
     r->sealed_to = r->seq_base;
+    /* message ids continue above every earlier run's on this database (ms
+     * since the epoch x 1000 stays below 2^53) */
+    r->k_off = (uint64_t)eg_now_ms() * 1000 - r->k_next;
+    /* per-seq bookkeeping starts again at the new seq_base */
+    free(r->commit_us);
+    free(r->fed);
+    r->commit_us = NULL;
+    r->fed = NULL;
+    r->ccap = r->fcap = 0;
     if (setup_s)
         *setup_s = (uint64_t)(bench_now() - t0);
     if (!(f = fopen(r->conf, "w")))
@@ -725,8 +817,10 @@ static double gw_start(struct run *r)
         eg_msg_free_list(list);
         if (online)
             return bench_now() - t0;
-        if (kill(r->gw_pid, 0) != 0)
+        if (waitpid(r->gw_pid, NULL, WNOHANG) == r->gw_pid) {
+            r->gw_pid = -1;
             break;
+        }
     }
     say("the gateway did not come online (see %s)", r->log);
     return -1;
@@ -736,15 +830,17 @@ static int gw_stop(struct run *r)
 {
     int st = bench_stop(r->gw_pid, 60000);
     r->gw_pid = -1;
-    if (st != 0)
+    if (st != 0) {
+        failures++;
         say("the gateway exited with %d (see %s)", st, r->log);
+    }
     return st;
 }
 
 /* ehrctl verify, Merkle-only and full */
 static void run_verify(struct run *r, const char *label)
 {
-    char out[PATH_MAX + 32], line[512];
+    char out[PATH_MAX + 32], out_full[PATH_MAX + 32], line[512];
     char *merkle[] = {tool_ctl, "--db", r->db, "verify", NULL};
     char *full[] = {tool_ctl, "--db", r->db, "--master-key", r->mk, "verify", NULL};
     FILE *f;
@@ -753,36 +849,57 @@ static void run_verify(struct run *r, const char *label)
     memset(&verifies[n], 0, sizeof verifies[n]);
     snprintf(verifies[n].label, sizeof verifies[n].label, "%s", label);
     snprintf(out, sizeof out, "%s/verify.out", r->dir);
+    snprintf(out_full, sizeof out_full, "%s/verify-full.out", r->dir);
     unlink(out);
+    unlink(out_full);
     say("ehrctl verify (Merkle-only) on %s", label);
-    if (bench_wait(bench_spawn(merkle, out)) != 0)
+    if (bench_wait(bench_spawn(merkle, out)) != 0) {
+        failures++;
         say("ehrctl verify FAILED (see %s)", out);
+    }
     say("ehrctl verify --master-key (full) on %s", label);
     t0 = bench_now();
-    if (bench_wait(bench_spawn(full, out)) != 0)
+    if (bench_wait(bench_spawn(full, out_full)) != 0) {
+        failures++;
         say("ehrctl verify --master-key FAILED (see %s)", out);
+    }
     verifies[n].full_s = bench_now() - t0;
-    if (!(f = fopen(out, "r")))
-        return;
+    for (int pass = 0; pass < 2; pass++) {
+    if (!(f = fopen(pass ? out_full : out, "r")))
+        continue;
     while (fgets(line, sizeof line, f)) {
         unsigned long long cnt;
         double s, rate;
-        if (sscanf(line, "merkle: %llu leaf hashes read and hashed to roots in %lf s (%lf", &cnt, &s, &rate) == 3) {
+        if (!pass && sscanf(line, "merkle: %llu leaf hashes read and hashed to roots in %lf s (%lf", &cnt, &s, &rate) == 3) {
             verifies[n].entries = cnt;
             verifies[n].merkle_eps = rate;
-        } else if (sscanf(line, "signatures: %llu block headers hashed and verified in %lf s (%lf", &cnt, &s, &rate) == 3) {
+        } else if (!pass && sscanf(line, "signatures: %llu block headers hashed and verified in %lf s (%lf", &cnt, &s, &rate) == 3) {
             char *c = strstr(line, "chain check ");
             verifies[n].sig_bps = rate;
             if (c)
                 verifies[n].chain_s = atof(c + 12);
-        } else if (sscanf(line, "entries: %llu decrypted and re-hashed in %lf s (%lf", &cnt, &s, &rate) == 3) {
+        } else if (pass && sscanf(line, "entries: %llu decrypted and re-hashed in %lf s (%lf", &cnt, &s, &rate) == 3) {
             verifies[n].full_eps = rate;
         }
     }
     fclose(f);
+    }
 }
 
-static uint64_t next_k_after_fill; /* message numbers stay unique per device across runs on one DB */
+
+static int want(const char *path)
+{
+    const char *p = opt.paths;
+    size_t n = strlen(path);
+    if (!p)
+        return 1;
+    while ((p = strstr(p, path))) {
+        if ((p == opt.paths || p[-1] == ',') && (p[n] == 0 || p[n] == ','))
+            return 1;
+        p += n;
+    }
+    return 0;
+}
 
 static int gateway_fleet(long devices, int headline, struct eg_key *key, struct eg_rng *rng)
 {
@@ -799,6 +916,8 @@ static int gateway_fleet(long devices, int headline, struct eg_key *key, struct 
     sim_rand_seed(&r.rand, 42);
     snprintf(dir, sizeof dir, "%s/gw-%ld", opt.work, devices);
     say("gateway with %ld devices: setting up %s", devices, dir);
+    mkdir(dir, 0700);
+    remove_db(dir); /* a reused --work: message numbers start again at 0 */
     if (gw_prepare(&r, dir, devices, NULL) != 0 || open_load(&r, "gw") != 0 ||
         (startup = gw_start(&r)) < 0)
         goto out;
@@ -808,28 +927,25 @@ static int gateway_fleet(long devices, int headline, struct eg_key *key, struct 
     if (headline && !stop_flag) {
         double half = max->msgs_s / 2;
         snprintf(label, sizeof label, "telemetry at half rate (%.0f/s)", half);
-        if (half >= 1)
+        if (half >= 1 && want("half"))
             phase_run(&r, K_TELEMETRY, half, label);
-        if (!stop_flag && presign(&r, r.k_next, (uint64_t)opt.signed_msgs) == 0) {
+        if (!stop_flag && want("signed") && presign(&r, r.k_next, (uint64_t)opt.signed_msgs) == 0) {
             phase_run(&r, K_SIGNED, 0, "signed telemetry");
             presign_free();
         }
-        if (!stop_flag)
+        if (!stop_flag && want("fhir"))
             phase_run(&r, K_FHIR, 0, "hospital FHIR Bundle");
-        if (!stop_flag)
+        if (!stop_flag && want("hl7"))
             phase_run(&r, K_HL7, 0, "hospital HL7 v2 ORU^R01");
-        if (!stop_flag)
+        if (!stop_flag && want("proof"))
             phase_run(&r, K_PROOF, 0, "proof requests");
-    }
-    {
-        struct proc_sample ps;
-        proc_read(r.gw_pid, &ps);
-        max->gw_hwm_mb = (double)ps.hwm_kb / 1024.0; /* peak over the whole run */
     }
     if (gw_stop(&r) != 0)
         goto out;
-    if (headline)
+    if (headline && want("verify")) {
+        snprintf(label, sizeof label, "%ld-device run", devices);
         run_verify(&r, label);
+    }
     rc = 0;
 out:
     if (r.gw_pid > 0)
@@ -851,6 +967,23 @@ static int fill_runs(struct eg_key *key, struct eg_rng *rng)
     r.rng = rng;
     sim_rand_seed(&r.rand, 7);
     snprintf(dir, sizeof dir, "%s/big", opt.work);
+    mkdir(dir, 0700);
+    snprintf(r.db, sizeof r.db, "%s/ehrgate.db", dir);
+    if (opt.reuse_fill && access(r.db, F_OK) == 0) {
+        const char *db = r.db;
+        sqlite3 *h = NULL;
+        sqlite3_stmt *q = NULL;
+        if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+            sqlite3_prepare_v2(h, "SELECT count(*) FROM entries WHERE source_id LIKE 'FILL-%'", -1, &q,
+                               NULL) == SQLITE_OK &&
+            sqlite3_step(q) == SQLITE_ROW)
+            have = sqlite3_column_int64(q, 0);
+        sqlite3_finalize(q);
+        sqlite3_close(h);
+        say("reusing %s: %lld filled entries", db, have);
+    } else {
+        remove_db(dir);
+    }
     for (int i = 0; i < opt.nfill && !stop_flag; i++) {
         struct result *res;
         struct stat sb;
@@ -872,13 +1005,11 @@ static int fill_runs(struct eg_key *key, struct eg_rng *rng)
         if (gw_prepare(&r, dir, opt.main_devices, NULL) != 0)
             goto out;
         /* message numbers continue past the earlier runs' on this database */
-        r.k_next = next_k_after_fill;
         if ((!r.nload && open_load(&r, "big") != 0) || (startup = gw_start(&r)) < 0)
             goto out;
         say("gateway online after %.2f s on %lld filled entries", startup, have);
         snprintf(label, sizeof label, "telemetry, DB of %lld entries", have);
         res = phase_run(&r, K_TELEMETRY, 0, label);
-        next_k_after_fill = r.k_next;
         if (gw_stop(&r) != 0)
             goto out;
         fills[nfills].entries = have;
@@ -917,15 +1048,12 @@ static double raw_rate_at(size_t size)
 
 static void report(FILE *out)
 {
-    double raw_tel = 0;
     fprintf(out, "\n%-34s %7s %6s %9s %9s %8s %8s %8s %8s %8s %8s %6s %6s %6s %7s %6s\n", "phase",
             "sources", "bytes", "msgs/s", "records/s", "rcpt p50", "rcpt p99", "feed p50", "feed p99",
             "seal p50", "seal p99", "gw CPU", "bench", "broker", "gw RSS", "x raw");
     for (int i = 0; i < nresults; i++) {
         const struct result *x = &results[i];
-        double raw = x->kind == K_RAW || x->kind == K_PROOF ? 0 : raw_rate_at(x->payload);
-        if (x->kind == K_TELEMETRY && !raw_tel && x->target == 0)
-            raw_tel = raw;
+        double raw = x->kind == K_RAW || x->kind == K_PROOF || x->target > 0 ? 0 : raw_rate_at(x->payload);
         fprintf(out, "%-34s %7ld %6zu %9.0f %9.0f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %5.0f%% %5.0f%% %5.0f%% %5.1fMB",
                 x->label, x->devices, x->payload, x->msgs_s, x->recs_s, x->r50, x->r99, x->f50, x->f99,
                 x->s50, x->s99, x->gw_cpu, x->bench_cpu, x->broker_cpu, x->gw_hwm_mb);
@@ -944,7 +1072,6 @@ static void report(FILE *out)
     for (int i = 0; i < nfills; i++)
         fprintf(out, "database of %lld filled entries (%.0f MB): startup %.2f s, telemetry %.0f msgs/s\n",
                 fills[i].entries, fills[i].db_mb, fills[i].startup_s, fills[i].rate);
-    (void)raw_tel;
 }
 
 static void report_json(const char *path)
@@ -968,7 +1095,7 @@ static void report_json(const char *path)
                 (unsigned long long)x->sent, (unsigned long long)x->accepted, (unsigned long long)x->rejected,
                 (unsigned long long)x->lost, (unsigned long long)x->feed, x->r50, x->r99, x->f50, x->f99, x->s50,
                 x->s99, x->smax, x->gw_cpu, x->bench_cpu, x->broker_cpu, x->gw_hwm_mb,
-                x->kind == K_RAW || x->kind == K_PROOF || !raw_rate_at(x->payload) ? 0 : x->msgs_s / raw_rate_at(x->payload));
+                x->kind == K_RAW || x->kind == K_PROOF || x->target > 0 || !raw_rate_at(x->payload) ? 0 : x->msgs_s / raw_rate_at(x->payload));
     }
     fprintf(f, "],\"verify\":[");
     for (int i = 0; i < nverifies; i++)
@@ -1006,14 +1133,20 @@ static void usage(FILE *out)
             "  --signed-msgs N     pre-signed telemetry messages (default 6000)\n"
             "  --fill LIST         grow a database directly to each of these entry counts and\n"
             "                      measure startup and ingest on it (e.g. 1000000,10000000)\n"
+            "  --reuse-fill        keep a database an earlier --fill left in --work DIR/big\n"
             "  --quick             a short run: 3 s phases, fleets 10,100, no fill\n"
+            "  --paths LIST        what the headline run measures besides telemetry at maximum\n"
+            "                      rate (default half,signed,fhir,hl7,proof,verify)\n"
             "  --gateway-opt K=V   an extra line \"K = V\" in the gateways' config (repeatable)\n"
             "  --work DIR          working directory (default: a new /tmp/ehrgate-bench-*)\n"
             "  --keep              keep the working directory\n"
             "  --json FILE         also write the figures as JSON\n"
             "  --mosquitto PATH    the broker binary (default: mosquitto on PATH)\n"
             "  --bin DIR           where ehrgate, ehrctl and ehrgate-fill are (default: the build tree)\n"
-            "  -h, --help          this text\n");
+            "  -h, --help          this text\n\n"
+            "Exit status: 0 when every message of every phase was answered and accepted and\n"
+            "ehrctl verify passed; 1 when a check failed; 2 on a usage error. Rates and\n"
+            "latencies are reported, never judged.\n");
 }
 
 static int parse_list(const char *s, long long *out, int max)
@@ -1064,7 +1197,7 @@ int main(int argc, char **argv)
     struct eg_key *key = NULL;
     struct eg_error e = {0};
     double t_start = bench_now();
-    int made_work = 0, rc = 1;
+    int made_work = 0, rc = 1, reported = 0;
     long long lst[8];
 
     for (int i = 1; i < argc; i++) {
@@ -1085,6 +1218,9 @@ int main(int argc, char **argv)
             opt.signed_msgs = 1000;
             opt.sizes[0] = 1024;
             opt.nsizes = 1;
+            continue;
+        } else if (strcmp(a, "--reuse-fill") == 0) {
+            opt.reuse_fill = 1;
             continue;
         } else if (strcmp(a, "--keep") == 0) {
             opt.keep = 1;
@@ -1123,6 +1259,8 @@ int main(int argc, char **argv)
             ;
         else if (strcmp(a, "--gateway-opt") == 0 && strchr(v, '=') && opt.ngw_opts < 16)
             opt.gw_opts[opt.ngw_opts++] = v;
+        else if (strcmp(a, "--paths") == 0)
+            opt.paths = v;
         else if (strcmp(a, "--work") == 0)
             opt.work = v;
         else if (strcmp(a, "--json") == 0)
@@ -1140,13 +1278,23 @@ int main(int argc, char **argv)
         fprintf(stderr, "ehrgate-bench: --warmup must be shorter than --duration\n");
         return 2;
     }
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
-    signal(SIGPIPE, SIG_IGN);
+    {
+        /* no SA_RESTART: a Ctrl-C ends the waits for ehrgate-fill and ehrctl */
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_signal;
+        sigemptyset(&sa.sa_mask);
+        bench_stop_flag = &stop_flag;
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        signal(SIGPIPE, SIG_IGN);
+    }
     eg_log_set_level(EG_LOG_ERROR);
     find_tool(tool_gateway, sizeof tool_gateway, "ehrgate", gw_dirs);
     find_tool(tool_ctl, sizeof tool_ctl, "ehrctl", ctl_dirs);
     find_tool(tool_fill, sizeof tool_fill, "ehrgate-fill", fill_dirs);
+    if (strcmp(tool_mosquitto, "mosquitto") == 0 && access("/usr/sbin/mosquitto", X_OK) == 0)
+        tool_mosquitto = "/usr/sbin/mosquitto"; /* Debian's, often not on a user's PATH */
     if (!opt.work) {
         snprintf(work, sizeof work, "/tmp/ehrgate-bench-XXXXXX");
         if (!mkdtemp(work)) {
@@ -1197,12 +1345,15 @@ int main(int argc, char **argv)
     if (opt.nfill && !stop_flag && fill_runs(key, rng) != 0)
         goto out;
     report(stdout);
+    reported = 1;
     if (opt.json)
         report_json(opt.json);
     say("done in %.0f s", bench_now() - t_start);
-    rc = stop_flag ? 1 : 0;
+    if (failures)
+        say("%d check(s) FAILED: see the messages above", failures);
+    rc = stop_flag || failures ? 1 : 0;
 out:
-    if (rc != 0 && nresults)
+    if (!reported && nresults)
         report(stdout);
     bench_stop(broker_pid, 5000);
     eg_key_free(key);

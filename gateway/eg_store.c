@@ -121,8 +121,7 @@ static const char *const migrations[] = {
     /* 5 -> 6: leaf hashes indexed after their block, so that appending an
      * entry writes to the hot end of the index instead of a random page
      * (docs/performance.md: the random index halved ingest at 10M entries) */
-    "DROP INDEX entries_leaf;"
-    "CREATE INDEX entries_block_leaf ON entries(block, leaf_hash);",
+    "DROP INDEX entries_leaf; CREATE INDEX entries_block_leaf ON entries(block, leaf_hash);",
 };
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 

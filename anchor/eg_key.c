@@ -487,3 +487,11 @@ void eg_topic_digest(const char *topic, const void *payload, size_t len, uint8_t
     (void)mbedtls_sha256_finish_ret(&ctx, out);
     mbedtls_sha256_free(&ctx);
 }
+
+eg_err eg_key_sign_topic(const struct eg_key *key, struct eg_rng *rng, const char *topic,
+                         const void *payload, size_t len, char *b64, size_t size)
+{
+    uint8_t digest[32];
+    eg_topic_digest(topic, payload, len, digest);
+    return eg_key_sign_digest(key, rng, digest, b64, size);
+}

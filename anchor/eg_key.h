@@ -55,6 +55,11 @@ eg_err eg_key_verify_digest(const struct eg_key *key, const uint8_t digest[32], 
 /* The SPEC §3 message digest: SHA-256(topic || 0x00 || payload). */
 void eg_topic_digest(const char *topic, const void *payload, size_t len, uint8_t out[32]);
 
+/* The SPEC §3 signature of payload published on topic: eg_key_sign_digest
+ * over eg_topic_digest. */
+eg_err eg_key_sign_topic(const struct eg_key *key, struct eg_rng *rng, const char *topic,
+                         const void *payload, size_t len, char *b64, size_t size);
+
 void eg_key_free(struct eg_key *key);
 
 #endif

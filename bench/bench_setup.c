@@ -39,7 +39,6 @@ static int consent(struct eg_ingest *ig, const struct bench_setup *s, const char
                    uint64_t nonce)
 {
     char topic[160], payload[512], ts[EG_TIME_STRLEN], sig[200];
-    uint8_t digest[32];
     struct eg_msg *m;
     int n;
 
@@ -49,8 +48,7 @@ static int consent(struct eg_ingest *ig, const struct bench_setup *s, const char
                  "{\"consent_id\":\"bench\",\"action\":\"grant\",\"grantee\":\"%s\","
                  "\"categories\":[\"vital-signs\",\"laboratory\"],\"nonce\":%llu,\"issued\":\"%s\"}",
                  s->grantee, (unsigned long long)nonce, ts);
-    eg_topic_digest(topic, payload, (size_t)n, digest);
-    if (eg_key_sign_digest(s->key, s->rng, digest, sig, sizeof sig) != EG_OK)
+    if (eg_key_sign_topic(s->key, s->rng, topic, payload, (size_t)n, sig, sizeof sig) != EG_OK)
         return -1;
     m = eg_msg_new(topic, strlen(topic), payload, (size_t)n, sig, strlen(sig), NULL, 0, NULL, 0);
     if (!m)
@@ -164,11 +162,8 @@ int bench_setup_db(const struct bench_setup *s, uint64_t *next_seq)
         }
         if (eg_ingest_flush(ig) != EG_OK)
             goto rollback;
-        while (eg_chain_open_count(chain) >= (uint64_t)cfg.block_max_entries) {
-            struct eg_block b;
-            if (eg_chain_seal(chain, (uint64_t)cfg.block_max_entries, &b) != EG_OK)
-                goto rollback;
-        }
+        if (eg_chain_seal_full(chain, (uint64_t)cfg.block_max_entries) != EG_OK)
+            goto rollback;
         if (eg_store_commit(st) != EG_OK)
             goto out;
         eg_ingest_committed(ig);

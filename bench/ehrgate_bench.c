@@ -221,12 +221,12 @@ static int in_window(const struct phase *ph, const struct run *r, uint64_t k)
 
 static void note_error(struct phase *ph, const char *p, const char *end)
 {
-    const char *c = memmem(p, (size_t)(end - p), "\"code\":\"", 8);
+    const char *c = memmem(p, (size_t)(end - p), "\"code\":\"", 8), *q;
     if (ph->first_error || !c)
         return;
     c += 8;
-    snprintf(ph->err_buf, sizeof ph->err_buf, "%.*s", (int)(memchr(c, '"', (size_t)(end - c)) ?
-                                                          (const char *)memchr(c, '"', (size_t)(end - c)) - c : 0), c);
+    q = memchr(c, '"', (size_t)(end - c));
+    snprintf(ph->err_buf, sizeof ph->err_buf, "%.*s", q ? (int)(q - c) : 0, c);
     ph->first_error = ph->err_buf;
 }
 
@@ -469,13 +469,12 @@ static int presign(struct run *r, uint64_t base, uint64_t count)
     for (uint64_t i = 0; i < count; i++) {
         uint64_t k = base + i;
         char topic[96];
-        uint8_t digest[32];
         snprintf(topic, sizeof topic, "ehr/device/BS%llu/telemetry", (unsigned long long)(k % (uint64_t)signed_devices));
         if (asprintf(&signed_payloads[i], "{\"seq\":%llu,\"ts\":\"%s\",\"readings\":[{\"type\":\"spo2\",\"value\":%llu}]}",
                      (unsigned long long)(k + r->k_off), ts, (unsigned long long)(90 + k % 10)) < 0)
             return -1;
-        eg_topic_digest(topic, signed_payloads[i], strlen(signed_payloads[i]), digest);
-        if (eg_key_sign_digest(r->key_signer, r->rng, digest, signed_sigs[i], sizeof signed_sigs[i]) != EG_OK)
+        if (eg_key_sign_topic(r->key_signer, r->rng, topic, signed_payloads[i], strlen(signed_payloads[i]),
+                              signed_sigs[i], sizeof signed_sigs[i]) != EG_OK)
             return -1;
     }
     say("signed %llu telemetry messages in %.1f s (before the phase)", (unsigned long long)count, bench_now() - t0);

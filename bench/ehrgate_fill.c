@@ -144,11 +144,8 @@ int main(int argc, char **argv)
             eg_msg_free(m);
             done += readings;
         }
-        while (eg_chain_open_count(chain) >= (uint64_t)cfg.block_max_entries) {
-            struct eg_block b;
-            if (eg_chain_seal(chain, (uint64_t)cfg.block_max_entries, &b) != EG_OK)
-                goto out;
-        }
+        if (eg_chain_seal_full(chain, (uint64_t)cfg.block_max_entries) != EG_OK)
+            goto out;
         if (eg_store_commit(st) != EG_OK)
             goto out;
         eg_ingest_committed(ig); /* receipts are not needed here: dropped */

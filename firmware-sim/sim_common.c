@@ -302,9 +302,7 @@ void sim_link_close(struct sim_link *l)
 int sim_sign(const struct eg_key *k, struct eg_rng *rng, const char *topic, const void *payload,
              size_t len, char *sig, size_t size)
 {
-    uint8_t digest[32];
-    eg_topic_digest(topic, payload, len, digest);
-    return eg_key_sign_digest(k, rng, digest, sig, size) == EG_OK ? 0 : -1;
+    return eg_key_sign_topic(k, rng, topic, payload, len, sig, size) == EG_OK ? 0 : -1;
 }
 
 int sim_key_load(const char *path, struct eg_key **out)

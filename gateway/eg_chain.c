@@ -302,3 +302,14 @@ eg_err eg_chain_abort(struct eg_chain *c)
         log_msg(EG_LOG_ERROR, "cannot reload the chain after a rollback: %s", e.detail);
     return rc;
 }
+
+eg_err eg_chain_seal_full(struct eg_chain *c, uint64_t max_entries)
+{
+    while (eg_chain_open_count(c) >= max_entries) {
+        struct eg_block b;
+        eg_err rc = eg_chain_seal(c, max_entries, &b);
+        if (rc != EG_OK)
+            return rc;
+    }
+    return EG_OK;
+}

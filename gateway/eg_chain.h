@@ -38,6 +38,9 @@ int eg_chain_due(const struct eg_chain *c, int64_t max_entries, int64_t interval
 /* Seals the first min(count, open) entries of the open block into the next
  * block (inside the caller's transaction); *out receives it. */
 eg_err eg_chain_seal(struct eg_chain *c, uint64_t count, struct eg_block *out);
+/* Seals every full block of max_entries in the open one (for tools that
+ * publish nothing: ehrgate-fill, the bench's setup). */
+eg_err eg_chain_seal_full(struct eg_chain *c, uint64_t max_entries);
 
 /* Forgets open-block entries with seq >= seq (after a ROLLBACK TO a
  * savepoint taken before they were added). */

@@ -186,7 +186,6 @@ static int cmd_sign(struct ctl *c)
     struct eg_rng *rng = NULL;
     struct eg_error e = {0};
     char sig[EG_SIG_B64_MAX], *data = NULL;
-    uint8_t digest[32];
     size_t len;
     int code = 0;
 
@@ -208,8 +207,8 @@ static int cmd_sign(struct ctl *c)
         code = die(2, "%s: cannot read: %s", file ? file : "stdin", strerror(errno));
         goto out;
     }
-    eg_topic_digest(topic, data, len, digest);
-    if (eg_rng_new(&rng) != EG_OK || eg_key_sign_digest(k, rng, digest, sig, sizeof sig) != EG_OK) {
+    if (eg_rng_new(&rng) != EG_OK ||
+        eg_key_sign_topic(k, rng, topic, data, len, sig, sizeof sig) != EG_OK) {
         code = die(1, "signing failed");
         goto out;
     }
@@ -1600,13 +1599,11 @@ static int cmd_publish(struct ctl *c)
     if (keypath) {
         struct eg_key *k = NULL;
         struct eg_error e = {0};
-        uint8_t digest[32];
         if (eg_key_load_private(keypath, &k, &e) != EG_OK) {
             code = die(2, "%s: %s", keypath, e.detail);
             goto out;
         }
-        eg_topic_digest(topic, data, len, digest);
-        rc = eg_key_sign_digest(k, rng, digest, sig, sizeof sig) != EG_OK;
+        rc = eg_key_sign_topic(k, rng, topic, data, len, sig, sizeof sig) != EG_OK;
         eg_key_free(k);
         if (rc) {
             code = die(2, "%s: signing failed", keypath);
